@@ -1,0 +1,258 @@
+//! The scanner recovery reads the log with: from a checkpoint, each complete mtr in order, and
+//! where (and why) the valid stream ends.
+//!
+//! The scan stops at the first position that does not hold a valid mtr (see [`crate::frame`] for
+//! the exact rule). That is the normal end of a log after a crash (a **torn tail**: the last
+//! writes never finished) unless there is evidence that the bytes there had already been made
+//! durable, in which case stopping quietly would drop committed work and the scan reports
+//! **corruption in the middle** instead:
+//!
+//! - the checkpoint says the log was durable past the bad position; or
+//! - a valid mtr found beyond the bad position (where the bad frame's own length says the next
+//!   starts, or at any byte within [`PROBE_WINDOW_BYTES`] after it), or one chained after such an
+//!   mtr, records that the log was durable past the bad position when it was appended.
+//!
+//! A valid mtr beyond a bad one without such evidence is normal: writes the kernel had not yet
+//! synced may reach the disk in any order. The scan then ends at the bad position and reports the
+//! later mtr in [`ScanEnd::unsynced_after`], and nothing after the bad position is yielded.
+//!
+//! The scanner never panics, always terminates (it never reads past one ring's length from the
+//! checkpoint) and allocates at most a window of a few MiB, whatever the bytes are.
+
+use crate::error::{Error, Result};
+use crate::frame::{self, Frame, FrameHeader, MAX_HEADER_BYTES, MAX_MTR_BODY_BYTES, TRAILER_BYTES};
+use crate::layout::{Checkpoint, LogFile};
+use crate::lsn::Lsn;
+
+/// How far past a bad position the scanner looks, byte by byte, for a valid mtr.
+pub const PROBE_WINDOW_BYTES: u64 = 64 * 1024;
+const READ_CHUNK_BYTES: usize = 1 << 20;
+
+/// What to do when the evidence says a damaged mtr had been durable.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ScanMode {
+    /// Return [`Error::CorruptMiddle`]: recovery must not silently drop committed work.
+    Strict,
+    /// End the scan there and describe the evidence in [`ScanEnd`] (for inspection tools).
+    Lenient,
+}
+
+/// Where and why a scan ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanEnd {
+    /// The first LSN that does not hold a valid mtr: writing continues from here (after the
+    /// caller's own rules, such as discarding an uncommitted tail).
+    pub lsn: Lsn,
+    /// Why the bytes at `lsn` are not a valid mtr.
+    pub reason: StopReason,
+    /// A valid mtr beyond `lsn`, found without evidence that the bytes at `lsn` were durable
+    /// (a normal crash with writes persisted out of order). Never applied.
+    pub unsynced_after: Option<Lsn>,
+    /// In lenient mode: evidence that the bytes at `lsn` were durable, i.e. corruption.
+    pub corruption: Option<String>,
+}
+
+/// Why the bytes at the end of a scan are not an mtr.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The header does not decode or is out of range (zeros, stale or random bytes).
+    BadHeader,
+    /// The header decodes, but the frame's end marker, records or CRC do not check out.
+    BadFrame,
+    /// The scan reached one whole ring past the checkpoint.
+    RingEnd,
+}
+
+/// Reads valid mtrs from a log, starting at a checkpoint.
+pub struct Scanner<'f> {
+    log: &'f LogFile,
+    mode: ScanMode,
+    next: Lsn,
+    limit: Lsn,
+    durable_floor: Lsn,
+    window: Vec<u8>,
+    window_lsn: Lsn,
+    end: Option<ScanEnd>,
+    mtrs: u64,
+    bytes: u64,
+}
+
+/// A valid frame found by [`Scanner::probe`], located in the window.
+#[derive(Copy, Clone)]
+struct FrameAt {
+    start_lsn: Lsn,
+    end_lsn: Lsn,
+    durable_lsn: Lsn,
+    flags: u8,
+    body_in_window: (usize, usize),
+}
+
+enum Probe {
+    Valid(FrameAt),
+    Invalid(Option<FrameHeader>, StopReason),
+}
+
+impl<'f> Scanner<'f> {
+    /// A scan of `log` from `checkpoint`.
+    #[must_use]
+    pub fn new(log: &'f LogFile, checkpoint: Checkpoint, mode: ScanMode) -> Scanner<'f> {
+        Scanner {
+            log,
+            mode,
+            next: checkpoint.lsn,
+            limit: checkpoint.lsn.add(log.capacity),
+            durable_floor: checkpoint.durable_lsn,
+            window: Vec::new(),
+            window_lsn: checkpoint.lsn,
+            end: None,
+            mtrs: 0,
+            bytes: 0,
+        }
+    }
+
+    /// The next valid mtr, or `None` at the end of the valid stream (then see [`Scanner::end`]).
+    /// In strict mode, evidence of corruption is an error.
+    pub fn next_mtr(&mut self) -> Result<Option<Frame<'_>>> {
+        if self.end.is_some() {
+            return Ok(None);
+        }
+        let at = self.next;
+        let (header, reason) = match self.probe(at)? {
+            Probe::Valid(found) => {
+                self.next = found.end_lsn;
+                self.mtrs += 1;
+                self.bytes += found.end_lsn.since(found.start_lsn);
+                let (start, len) = found.body_in_window;
+                return Ok(Some(Frame {
+                    start_lsn: found.start_lsn,
+                    end_lsn: found.end_lsn,
+                    durable_lsn: found.durable_lsn,
+                    flags: found.flags,
+                    body: &self.window[start..start + len],
+                }));
+            }
+            Probe::Invalid(header, reason) => (header, reason),
+        };
+        let mut end = ScanEnd { lsn: at, reason, unsynced_after: None, corruption: None };
+        if reason != StopReason::RingEnd {
+            self.look_beyond(at, header, &mut end)?;
+        }
+        if let (ScanMode::Strict, Some(evidence)) = (self.mode, &end.corruption) {
+            let durable_to = if self.durable_floor > at { self.durable_floor } else { end.unsynced_after.unwrap_or(at) };
+            let evidence: &'static str =
+                if evidence.starts_with("checkpoint") { "the checkpoint" } else { "a later valid mtr" };
+            return Err(Error::CorruptMiddle { at, durable_to, evidence });
+        }
+        self.end = Some(end);
+        Ok(None)
+    }
+
+    /// Where and why the scan ended, once [`Scanner::next_mtr`] has returned `None`.
+    #[must_use]
+    pub fn end(&self) -> Option<&ScanEnd> {
+        self.end.as_ref()
+    }
+
+    /// Valid mtrs yielded so far.
+    #[must_use]
+    pub fn mtrs_scanned(&self) -> u64 {
+        self.mtrs
+    }
+
+    /// Stream bytes of the valid mtrs yielded so far.
+    #[must_use]
+    pub fn bytes_scanned(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Searches beyond a bad position for evidence (module doc). Fills `end`.
+    fn look_beyond(&mut self, bad: Lsn, header: Option<FrameHeader>, end: &mut ScanEnd) -> Result<()> {
+        if bad < self.durable_floor {
+            end.corruption =
+                Some(format!("checkpoint records the log durable up to LSN {}", self.durable_floor));
+            return Ok(());
+        }
+        let mut candidates: Vec<Lsn> = Vec::new();
+        if let Some(header) = header {
+            candidates.push(bad.add(header.frame_len() as u64));
+        }
+        let window_end = bad.add(PROBE_WINDOW_BYTES).min(self.limit);
+        candidates.extend((bad.0 + 1..window_end.0).map(Lsn));
+        for candidate in candidates {
+            if candidate >= self.limit {
+                continue;
+            }
+            let Probe::Valid(first) = self.probe(candidate)? else { continue };
+            end.unsynced_after = Some(first.start_lsn);
+            // Follow the chain of valid mtrs from there, looking for one appended after the
+            // bad position had been synced.
+            let mut cursor = first.end_lsn;
+            let mut durable = first.durable_lsn;
+            loop {
+                if durable > bad {
+                    end.corruption = Some(format!(
+                        "a valid mtr beyond it was appended when the log was durable up to LSN {durable}"
+                    ));
+                    return Ok(());
+                }
+                match self.probe(cursor)? {
+                    Probe::Valid(frame) => {
+                        durable = frame.durable_lsn;
+                        cursor = frame.end_lsn;
+                    }
+                    Probe::Invalid(..) => return Ok(()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a valid mtr starts at `lsn`.
+    fn probe(&mut self, lsn: Lsn) -> Result<Probe> {
+        let room = self.limit.since(lsn);
+        let header_bytes = (MAX_HEADER_BYTES as u64).min(room) as usize;
+        if header_bytes == 0 {
+            return Ok(Probe::Invalid(None, StopReason::RingEnd));
+        }
+        let header = {
+            let bytes = self.bytes_at(lsn, header_bytes)?;
+            frame::decode_header(bytes, lsn)
+        };
+        let Some(header) = header else {
+            let reason = if room < (1 + 1 + TRAILER_BYTES) as u64 { StopReason::RingEnd } else { StopReason::BadHeader };
+            return Ok(Probe::Invalid(None, reason));
+        };
+        let frame_len = header.frame_len();
+        if frame_len as u64 > room {
+            return Ok(Probe::Invalid(Some(header), StopReason::BadFrame));
+        }
+        let bytes = self.bytes_at(lsn, frame_len)?;
+        let verified = frame::verify_frame(bytes, header, lsn).map(|frame| (frame.start_lsn, frame.end_lsn, frame.durable_lsn, frame.flags));
+        let found = verified.map(|(start_lsn, end_lsn, durable_lsn, flags)| FrameAt {
+            start_lsn,
+            end_lsn,
+            durable_lsn,
+            flags,
+            body_in_window: (lsn.since(self.window_lsn) as usize + header.header_len, header.body_len),
+        });
+        match found {
+            Some(found) => Ok(Probe::Valid(found)),
+            None => Ok(Probe::Invalid(Some(header), StopReason::BadFrame)),
+        }
+    }
+
+    /// The stream bytes `[lsn, lsn + len)`, which must lie before the limit.
+    fn bytes_at(&mut self, lsn: Lsn, len: usize) -> Result<&[u8]> {
+        debug_assert!(len <= MAX_HEADER_BYTES + MAX_MTR_BODY_BYTES + TRAILER_BYTES);
+        let in_window = lsn >= self.window_lsn && lsn.add(len as u64) <= self.window_lsn.add(self.window.len() as u64);
+        if !in_window {
+            let want = len.max(READ_CHUNK_BYTES) as u64;
+            let take = want.min(self.limit.since(lsn)) as usize;
+            self.window.resize(take, 0);
+            self.log.read_stream(lsn, &mut self.window)?;
+            self.window_lsn = lsn;
+        }
+        let start = lsn.since(self.window_lsn) as usize;
+        Ok(&self.window[start..start + len])
+    }
+}
