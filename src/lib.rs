@@ -1,0 +1,62 @@
+//! # mtrdb
+//!
+//! An embeddable, durable, ordered key-value index: a B+tree of pages in a memory-mapped file,
+//! whose every change (above all every split, root split and merge) is a **mini-transaction**
+//! (mtr) written to a redo log as physiological records, InnoDB style. After a crash, a
+//! page-LSN-aware redo pass replays exactly the complete, committed mtrs.
+//!
+//! ```
+//! # fn main() -> mtrdb::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let db = mtrdb::Db::open(dir.path())?;
+//! db.insert(b"apple", b"red")?;
+//! let mut batch = mtrdb::WriteBatch::new();
+//! batch.insert(b"banana", b"yellow").remove(b"apple");
+//! db.write(batch)?; // atomic, and durable when it returns
+//! assert_eq!(db.get(b"banana")?.as_deref(), Some(&b"yellow"[..]));
+//! for entry in db.range(b"a".as_slice()..b"c".as_slice()) {
+//!     let (key, value) = entry?;
+//!     println!("{:?} = {:?}", key, value);
+//! }
+//! db.close()?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Modules
+//! - [`db`]: the public API, options, batches, iterators, checkpoints.
+//! - [`btree`]: search, insert, delete, split, merge; builds mtrs.
+//! - [`redo`]: the engine's record kinds and `apply`, the only function that changes a page.
+//! - [`page`]: the page formats, byte by byte.
+//! - [`pager`]: pages in memory, the mapping, dirty pages and snapshots.
+//! - [`checkpoint`]: write-back through the doublewrite file, torn-page repair.
+//! - [`recovery`]: the redo pass.
+//! - [`check`]: the structural verification.
+//! - `map`: the read-only mapping, the only `unsafe` code.
+//! - [`mtr`] (its own crate): the redo log.
+//!
+//! ## Assumptions about the disk
+//! See [`mtr`]: a successful sync makes earlier writes durable; unsynced writes may persist in any
+//! order, partly (any subset of 512-byte sectors) or not at all. Every page and log structure
+//! carries a CRC-32C and is checked before use; a torn page is repaired from the doublewrite file.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod btree;
+pub mod check;
+pub mod checkpoint;
+pub mod db;
+pub mod error;
+#[allow(unsafe_code)]
+mod map;
+pub mod page;
+pub mod pager;
+pub mod recovery;
+pub mod redo;
+
+pub use check::CheckReport;
+pub use db::{Db, Durability, Iter, Options, Stats, WriteBatch, MAX_VALUE_BYTES};
+pub use error::{Error, Result};
+pub use page::MAX_KEY_BYTES;
+pub use recovery::RecoveryReport;

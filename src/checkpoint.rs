@@ -1,0 +1,142 @@
+//! Writing pages back to the data file through the doublewrite file, and repairing torn pages
+//! from it.
+//!
+//! # Torn pages: doublewrite (as InnoDB)
+//! A page write interrupted by a crash can leave a page that is half old, half new; its checksum
+//! then fails, and redo cannot repair it because redo needs the page's prior state. So every page
+//! is first written, in batches of up to [`DOUBLEWRITE_BATCH_BYTES`], to the doublewrite file
+//! (`dblwr`), which is synced; only then are the batch's pages written in place and the data file
+//! synced, before the next batch reuses the doublewrite file. A page torn in place therefore
+//! always has an intact copy in the doublewrite file.
+//!
+//! # Doublewrite file format
+//! A sequence of whole page images, each exactly as it is written in place (its header names its
+//! page id; its checksum covers that id). Nothing else. A slot is usable for repair if its image
+//! is valid and **its LSN is newer than the checkpoint recovery starts from**: only pages of the
+//! checkpoint that was interrupted qualify, so a stale copy left by an earlier checkpoint can
+//! never replace a page that was damaged later (its LSN is at or below that checkpoint).
+//!
+//! # Order of a checkpoint ([`crate::db`] drives it)
+//! 1. Between batches, take the dirty page images (shared, no copy) and the log's end LSN `L`.
+//! 2. Flush the redo log up to `L` (write-ahead: every image's LSN is at most `L`).
+//! 3. Write the images through the doublewrite file (this module).
+//! 4. Mark the pages clean unless a batch changed them meanwhile.
+//! 5. Write the checkpoint `L` to the log (synced): redo before `L` is no longer needed.
+//!
+//! This module owns the write-back I/O and the doublewrite format; it must not decide when to
+//! checkpoint or touch the redo log.
+
+use std::sync::Arc;
+
+use mtr::{Lsn, StorageFile};
+
+use crate::error::{Error, Result};
+use crate::page::{self, PageId};
+
+/// Bytes of pages written to the doublewrite file per batch.
+pub const DOUBLEWRITE_BATCH_BYTES: usize = 2 << 20;
+
+/// Counters of one write-back.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct WriteBack {
+    pub pages: u64,
+    pub batches: u64,
+    pub syncs: u64,
+}
+
+fn io<'a>(action: &'static str, path: &'a str) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io { action, path: path.to_string(), source }
+}
+
+/// Writes page images (ascending ids) to the data file through the doublewrite file.
+pub(crate) fn write_pages(
+    data: &Arc<dyn StorageFile>,
+    data_name: &str,
+    doublewrite: &Arc<dyn StorageFile>,
+    doublewrite_name: &str,
+    page_size: usize,
+    images: &[(PageId, Arc<[u8]>)],
+) -> Result<WriteBack> {
+    let mut counts = WriteBack::default();
+    let per_batch = (DOUBLEWRITE_BATCH_BYTES / page_size).max(1);
+    let mut buffer = Vec::with_capacity(per_batch * page_size);
+    for batch in images.chunks(per_batch) {
+        buffer.clear();
+        for (page_id, image) in batch {
+            let start = buffer.len();
+            buffer.extend_from_slice(image);
+            page::seal(*page_id, &mut buffer[start..]);
+            debug_assert!(page::validate(*page_id, &buffer[start..]).is_ok());
+        }
+        doublewrite.write_all_at(&buffer, 0).map_err(io("writing the doublewrite file", doublewrite_name))?;
+        doublewrite.sync_data().map_err(io("syncing the doublewrite file", doublewrite_name))?;
+        // In place, one write per run of consecutive page ids.
+        let mut run_start = 0;
+        while run_start < batch.len() {
+            let mut run_end = run_start + 1;
+            while run_end < batch.len() && batch[run_end].0 == batch[run_end - 1].0 + 1 {
+                run_end += 1;
+            }
+            let bytes = &buffer[run_start * page_size..run_end * page_size];
+            let offset = u64::from(batch[run_start].0) * page_size as u64;
+            data.write_all_at(bytes, offset).map_err(io("writing pages", data_name))?;
+            run_start = run_end;
+        }
+        data.sync_data().map_err(io("syncing the data file", data_name))?;
+        counts.pages += batch.len() as u64;
+        counts.batches += 1;
+        counts.syncs += 2;
+    }
+    Ok(counts)
+}
+
+/// Restores pages that are damaged in place from their doublewrite copies (see the module doc
+/// for which copies qualify). Returns the ids repaired; syncs the data file if it wrote.
+pub(crate) fn repair_torn_pages(
+    data: &Arc<dyn StorageFile>,
+    data_name: &str,
+    doublewrite: &Arc<dyn StorageFile>,
+    doublewrite_name: &str,
+    page_size: usize,
+    checkpoint_lsn: Lsn,
+) -> Result<Vec<PageId>> {
+    let len = doublewrite.len().map_err(io("reading the doublewrite file's length", doublewrite_name))?;
+    let slots = len / page_size as u64;
+    let mut best: std::collections::BTreeMap<PageId, Vec<u8>> = std::collections::BTreeMap::new();
+    let mut image = vec![0u8; page_size];
+    for slot in 0..slots {
+        doublewrite
+            .read_exact_at(&mut image, slot * page_size as u64)
+            .map_err(io("reading the doublewrite file", doublewrite_name))?;
+        let page_id = page::header(&image).page_id.get();
+        if !page::checksum_ok(page_id, &image) || page::validate(page_id, &image).is_err() {
+            continue;
+        }
+        let lsn = page::header(&image).lsn.get();
+        if lsn <= checkpoint_lsn.0 {
+            continue;
+        }
+        let newer = best.get(&page_id).is_none_or(|kept| page::header(kept).lsn.get() < lsn);
+        if newer {
+            best.insert(page_id, image.clone());
+        }
+    }
+    let data_len = data.len().map_err(io("reading the data file's length", data_name))?;
+    let mut repaired = Vec::new();
+    let mut in_place = vec![0u8; page_size];
+    for (page_id, copy) in best {
+        let offset = u64::from(page_id) * page_size as u64;
+        let intact = offset + page_size as u64 <= data_len
+            && data.read_exact_at(&mut in_place, offset).is_ok()
+            && page::checksum_ok(page_id, &in_place)
+            && page::validate(page_id, &in_place).is_ok();
+        if !intact {
+            data.write_all_at(&copy, offset).map_err(io("repairing a torn page", data_name))?;
+            repaired.push(page_id);
+        }
+    }
+    if !repaired.is_empty() {
+        data.sync_data().map_err(io("syncing repaired pages", data_name))?;
+    }
+    Ok(repaired)
+}

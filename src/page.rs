@@ -1,0 +1,796 @@
+//! Page formats: the header every page shares, the slotted node page (leaf and branch), overflow
+//! pages, free pages and the meta page; encoding, decoding and validation.
+//!
+//! This module owns the byte layout of a page and the primitive edits of it. It must not decide
+//! *when* a page changes: only [`crate::redo::apply`] calls the editing functions here, so every
+//! change to a page is the application of a logged redo record. Readers get [`Node`] views of
+//! validated bytes.
+//!
+//! # Common page header (32 bytes, little-endian)
+//!
+//! | offset | size | field           | meaning                                                      |
+//! |--------|------|-----------------|--------------------------------------------------------------|
+//! | 0      | 4    | `checksum`      | CRC-32C of the page id (4 bytes LE) followed by bytes 4..page_size |
+//! | 4      | 1    | `kind`          | 1 meta, 2 leaf, 3 branch, 4 overflow, 5 free                 |
+//! | 5      | 1    | `level`         | 0 for leaves, parent level = child level + 1; 0 otherwise    |
+//! | 6      | 2    | `cell_count`    | cells (nodes); 0 otherwise                                   |
+//! | 8      | 8    | `lsn`           | end LSN of the last mtr that changed the page                |
+//! | 16     | 4    | `page_id`       | the page's own id: a page written to the wrong place fails   |
+//! | 20     | 4    | `link`          | leaf: right sibling; branch: leftmost child; overflow: next page of the chain; free: next free page; 0 = none |
+//! | 24     | 4    | `content_start` | node: offset of the cell content area; overflow: data bytes  |
+//! | 28     | 2    | `frag_bytes`    | node: bytes of dead cells inside the content area            |
+//! | 30     | 2    | reserved        | zero                                                         |
+//!
+//! The checksum covers the page id, so a page image that is intact but belongs elsewhere (a
+//! misdirected write) fails it too. A page is **valid** when its checksum matches and its
+//! structure passes [`validate`]. Page 0 is the meta page; page ids are `u32`.
+//!
+//! # Node page (leaf or branch): a slotted page
+//!
+//! | offset                 | content                                                      |
+//! |------------------------|--------------------------------------------------------------|
+//! | 32                     | slot array: `cell_count` × u16 cell offsets, in key order     |
+//! | ...                    | free gap                                                     |
+//! | `content_start`..end   | cell content, in any order, with `frag_bytes` of dead cells  |
+//!
+//! Leaf cell: `key_len: u16`, `value_word: u32`, key, then either the value inline
+//! (`value_word` = its length, high bit clear) or, for a value in an overflow chain, the first
+//! overflow page id as u32 (`value_word` = total value length | `0x8000_0000`).
+//!
+//! Branch cell: `key_len: u16`, `child: u32`, key. A branch with cells `(k1, c1) .. (kn, cn)` and
+//! leftmost child `c0 = link` sends keys `< k1` to `c0` and keys `>= ki` (and `< ki+1`) to `ci`.
+//!
+//! Keys are 1..=[`MAX_KEY_BYTES`] bytes, strictly ascending within a page.
+//!
+//! # Overflow page
+//! Header, then `content_start` bytes of value data from offset 32. `link` names the next page of
+//! the chain (0 ends it).
+//!
+//! # Free page
+//! Header only (`link` = next free page); the rest is zero.
+//!
+//! # Meta page (page 0)
+//!
+//! | offset | size | field        |                                                          |
+//! |--------|------|--------------|----------------------------------------------------------|
+//! | 32     | 8    | magic        | `b"mtrdbDAT"`                                            |
+//! | 40     | 4    | version      | 1                                                        |
+//! | 44     | 4    | `page_size`  | bytes, a power of two in 4096..=65536                    |
+//! | 48     | 8    | `log_id`     | the id in the redo log's header: the pair belongs together |
+//! | 56     | 4    | `root`       | root page id                                             |
+//! | 60     | 4    | `height`     | levels of the tree; 1 when the root is a leaf            |
+//! | 64     | 4    | `page_count` | pages in use or free: ids 0..page_count                  |
+//! | 68     | 4    | `free_head`  | first page of the free list, 0 = empty                   |
+
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// A page's number; page `id` lives at byte `id * page_size` of the data file.
+pub type PageId = u32;
+
+/// Bytes of the common header.
+pub const HEADER_BYTES: usize = 32;
+/// Bytes of one slot.
+pub const SLOT_BYTES: usize = 2;
+/// The longest key.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// The smallest and largest page sizes.
+pub const MIN_PAGE_SIZE: usize = 4096;
+/// See [`MIN_PAGE_SIZE`].
+pub const MAX_PAGE_SIZE: usize = 65536;
+/// The meta page's id.
+pub const META_PAGE_ID: PageId = 0;
+/// Bytes of a leaf cell before its key.
+pub const LEAF_CELL_PREFIX: usize = 6;
+/// Bytes of a branch cell before its key.
+pub const BRANCH_CELL_PREFIX: usize = 6;
+const OVERFLOW_FLAG: u32 = 0x8000_0000;
+const META_MAGIC: [u8; 8] = *b"mtrdbDAT";
+const META_VERSION: u32 = 1;
+
+/// The header every page starts with.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Debug, Clone, Copy)]
+#[repr(C)]
+pub struct PageHeader {
+    /// See the module doc.
+    pub checksum: U32,
+    /// See [`PageKind`].
+    pub kind: u8,
+    /// Tree level (0 for leaves).
+    pub level: u8,
+    /// Cells of a node.
+    pub cell_count: U16,
+    /// End LSN of the last mtr that changed the page.
+    pub lsn: U64,
+    /// The page's own id.
+    pub page_id: U32,
+    /// Sibling, leftmost child, next overflow or next free page.
+    pub link: U32,
+    /// Node: content area start; overflow: data bytes.
+    pub content_start: U32,
+    /// Node: dead bytes in the content area.
+    pub frag_bytes: U16,
+    /// Zero.
+    pub reserved: U16,
+}
+const _: () = assert!(std::mem::size_of::<PageHeader>() == HEADER_BYTES);
+
+/// The meta page's body, after the common header.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Debug, Clone, Copy)]
+#[repr(C)]
+pub struct MetaBody {
+    /// `b"mtrdbDAT"`.
+    pub magic: [u8; 8],
+    /// Format version.
+    pub version: U32,
+    /// Page size in bytes.
+    pub page_size: U32,
+    /// Pairs the data file with its redo log.
+    pub log_id: U64,
+    /// Root page.
+    pub root: U32,
+    /// Tree levels.
+    pub height: U32,
+    /// Page ids in use: `0..page_count`.
+    pub page_count: U32,
+    /// First free page, 0 = none.
+    pub free_head: U32,
+}
+const _: () = assert!(std::mem::size_of::<MetaBody>() == 40);
+
+/// What a page is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PageKind {
+    /// Page 0.
+    Meta = 1,
+    /// A leaf node.
+    Leaf = 2,
+    /// A branch (interior) node.
+    Branch = 3,
+    /// A piece of a large value.
+    Overflow = 4,
+    /// On the free list.
+    Free = 5,
+}
+
+impl PageKind {
+    /// Decodes a kind byte.
+    #[must_use]
+    pub fn from_byte(byte: u8) -> Option<PageKind> {
+        Some(match byte {
+            1 => PageKind::Meta,
+            2 => PageKind::Leaf,
+            3 => PageKind::Branch,
+            4 => PageKind::Overflow,
+            5 => PageKind::Free,
+            _ => return None,
+        })
+    }
+}
+
+/// The decoded fields of the meta page that change.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct MetaState {
+    /// Root page.
+    pub root: PageId,
+    /// Tree levels (1 = the root is a leaf).
+    pub height: u32,
+    /// Page ids `0..page_count` are in use or free.
+    pub page_count: u32,
+    /// First free page, 0 = none.
+    pub free_head: PageId,
+}
+
+/// Why a page is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PageError(pub String);
+
+fn bad(detail: impl Into<String>) -> PageError {
+    PageError(detail.into())
+}
+
+/// The header of a page (any page at least [`HEADER_BYTES`] long).
+#[must_use]
+pub fn header(page: &[u8]) -> &PageHeader {
+    // A page slice is always at least MIN_PAGE_SIZE bytes long (the pager guarantees it).
+    match PageHeader::ref_from_prefix(page) {
+        Ok((header, _)) => header,
+        Err(_) => unreachable_short_page(),
+    }
+}
+
+/// The header of a page, mutable (for [`crate::redo`] only).
+pub(crate) fn header_mut(page: &mut [u8]) -> &mut PageHeader {
+    match PageHeader::mut_from_prefix(page) {
+        Ok((header, _)) => header,
+        Err(_) => unreachable_short_page(),
+    }
+}
+
+#[cold]
+fn unreachable_short_page() -> ! {
+    panic!("page buffer shorter than a page header: a pager invariant is broken")
+}
+
+/// The checksum a page should carry.
+#[must_use]
+pub fn compute_checksum(page_id: PageId, page: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(&page_id.to_le_bytes());
+    crc32c::crc32c_append(crc, page.get(4..).unwrap_or_default())
+}
+
+/// Stores the checksum (just before a page is written out).
+pub fn seal(page_id: PageId, page: &mut [u8]) {
+    let checksum = compute_checksum(page_id, page);
+    header_mut(page).checksum.set(checksum);
+}
+
+/// Whether the stored checksum matches the bytes and the id.
+#[must_use]
+pub fn checksum_ok(page_id: PageId, page: &[u8]) -> bool {
+    header(page).checksum.get() == compute_checksum(page_id, page) && header(page).page_id.get() == page_id
+}
+
+/// The usable bytes of a node page: everything after the header.
+#[must_use]
+pub fn usable_bytes(page_size: usize) -> usize {
+    page_size - HEADER_BYTES
+}
+
+/// The largest cell (without its slot) a node page accepts: a third of the usable space, so a
+/// split always leaves both halves with room, and a branch always holds at least two keys.
+#[must_use]
+pub fn max_cell_bytes(page_size: usize) -> usize {
+    usable_bytes(page_size) / 3 - SLOT_BYTES
+}
+
+/// Value bytes one overflow page holds.
+#[must_use]
+pub fn overflow_capacity(page_size: usize) -> usize {
+    page_size - HEADER_BYTES
+}
+
+/// How a leaf holds a value.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LeafValue<'a> {
+    /// The bytes, in the cell.
+    Inline(&'a [u8]),
+    /// In an overflow chain.
+    Overflow {
+        /// Total value length.
+        len: u32,
+        /// First page of the chain.
+        first_page: PageId,
+    },
+}
+
+/// Encodes a leaf cell into `out`.
+pub fn encode_leaf_cell(out: &mut Vec<u8>, key: &[u8], value: LeafValue<'_>) {
+    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    match value {
+        LeafValue::Inline(bytes) => {
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(key);
+            out.extend_from_slice(bytes);
+        }
+        LeafValue::Overflow { len, first_page } => {
+            out.extend_from_slice(&(len | OVERFLOW_FLAG).to_le_bytes());
+            out.extend_from_slice(key);
+            out.extend_from_slice(&first_page.to_le_bytes());
+        }
+    }
+}
+
+/// Encodes a branch cell into `out`.
+pub fn encode_branch_cell(out: &mut Vec<u8>, key: &[u8], child: PageId) {
+    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    out.extend_from_slice(&child.to_le_bytes());
+    out.extend_from_slice(key);
+}
+
+/// Bytes of a leaf cell for this key and value form.
+#[must_use]
+pub fn leaf_cell_len(key_len: usize, inline_value_len: Option<usize>) -> usize {
+    LEAF_CELL_PREFIX + key_len + inline_value_len.unwrap_or(4)
+}
+
+fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The length of the cell at the front of `bytes` on a page of `kind`, if it is well formed.
+#[must_use]
+pub fn cell_len(kind: PageKind, bytes: &[u8]) -> Option<usize> {
+    let key_len = read_u16(bytes, 0)? as usize;
+    let len = match kind {
+        PageKind::Leaf => {
+            let word = read_u32(bytes, 2)?;
+            if word & OVERFLOW_FLAG != 0 {
+                LEAF_CELL_PREFIX + key_len + 4
+            } else {
+                LEAF_CELL_PREFIX + key_len + word as usize
+            }
+        }
+        PageKind::Branch => BRANCH_CELL_PREFIX + key_len,
+        _ => return None,
+    };
+    ((1..=MAX_KEY_BYTES).contains(&key_len) && len <= bytes.len()).then_some(len)
+}
+
+/// The key of a well-formed cell.
+#[must_use]
+pub fn cell_key(cell: &[u8]) -> &[u8] {
+    let key_len = read_u16(cell, 0).unwrap_or(0) as usize;
+    cell.get(6..6 + key_len).unwrap_or_default()
+}
+
+/// Splits a run of concatenated cells into cells. `None` if any is malformed.
+#[must_use]
+pub fn split_cells(kind: PageKind, mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut cells = Vec::new();
+    while !bytes.is_empty() {
+        let len = cell_len(kind, bytes)?;
+        cells.push(&bytes[..len]);
+        bytes = &bytes[len..];
+    }
+    Some(cells)
+}
+
+/// A read-only view of a node page whose structure [`validate`] accepted.
+#[derive(Copy, Clone, Debug)]
+pub struct Node<'a> {
+    bytes: &'a [u8],
+    kind: PageKind,
+}
+
+impl<'a> Node<'a> {
+    /// A view of a validated node page; `None` if the page is not a node.
+    #[must_use]
+    pub fn new(bytes: &'a [u8]) -> Option<Node<'a>> {
+        let kind = PageKind::from_byte(header(bytes).kind)?;
+        matches!(kind, PageKind::Leaf | PageKind::Branch).then_some(Node { bytes, kind })
+    }
+
+    /// Leaf or branch.
+    #[must_use]
+    pub fn kind(&self) -> PageKind {
+        self.kind
+    }
+
+    /// Whether this is a leaf.
+    #[must_use]
+    pub fn is_leaf(&self) -> bool {
+        self.kind == PageKind::Leaf
+    }
+
+    /// The page header.
+    #[must_use]
+    pub fn header(&self) -> &'a PageHeader {
+        header(self.bytes)
+    }
+
+    /// The whole page.
+    #[must_use]
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Number of cells.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.header().cell_count.get() as usize
+    }
+
+    /// Whether the node has no cells.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Right sibling (leaf) or leftmost child (branch).
+    #[must_use]
+    pub fn link(&self) -> PageId {
+        self.header().link.get()
+    }
+
+    fn cell_offset(&self, index: usize) -> usize {
+        read_u16(self.bytes, HEADER_BYTES + SLOT_BYTES * index).unwrap_or(0) as usize
+    }
+
+    /// The cell at `index` (< len).
+    #[must_use]
+    pub fn cell(&self, index: usize) -> &'a [u8] {
+        let offset = self.cell_offset(index);
+        let rest = self.bytes.get(offset..).unwrap_or_default();
+        let len = cell_len(self.kind, rest).unwrap_or(0);
+        &rest[..len]
+    }
+
+    /// The key of the cell at `index`.
+    #[must_use]
+    pub fn key(&self, index: usize) -> &'a [u8] {
+        cell_key(self.cell(index))
+    }
+
+    /// Binary search: `Ok(index)` of the key, or `Err(index)` where it would go.
+    pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.key(mid).cmp(key) {
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(low)
+    }
+
+    /// The value of the leaf cell at `index`.
+    #[must_use]
+    pub fn leaf_value(&self, index: usize) -> LeafValue<'a> {
+        let cell = self.cell(index);
+        let key_len = read_u16(cell, 0).unwrap_or(0) as usize;
+        let word = read_u32(cell, 2).unwrap_or(0);
+        let rest = cell.get(LEAF_CELL_PREFIX + key_len..).unwrap_or_default();
+        if word & OVERFLOW_FLAG != 0 {
+            LeafValue::Overflow { len: word & !OVERFLOW_FLAG, first_page: read_u32(rest, 0).unwrap_or(0) }
+        } else {
+            LeafValue::Inline(rest)
+        }
+    }
+
+    /// Child `index` of a branch, 0..=len: 0 is the leftmost child, `i` the child of cell `i-1`.
+    #[must_use]
+    pub fn child(&self, index: usize) -> PageId {
+        if index == 0 {
+            self.link()
+        } else {
+            read_u32(self.cell(index - 1), 2).unwrap_or(0)
+        }
+    }
+
+    /// Which child of a branch covers `key`.
+    #[must_use]
+    pub fn child_index_for(&self, key: &[u8]) -> usize {
+        match self.search(key) {
+            Ok(index) => index + 1,
+            Err(index) => index,
+        }
+    }
+
+    /// Bytes used: header, slots and live cells.
+    #[must_use]
+    pub fn used_bytes(&self) -> usize {
+        let content_start = self.header().content_start.get() as usize;
+        let frag = self.header().frag_bytes.get() as usize;
+        HEADER_BYTES + SLOT_BYTES * self.len() + (self.bytes.len() - content_start - frag)
+    }
+
+    /// Bytes a new cell (with its slot) could use after a defragmentation.
+    #[must_use]
+    pub fn free_bytes(&self) -> usize {
+        self.bytes.len() - self.used_bytes()
+    }
+}
+
+/// Checks a page's structure (not its checksum). Cheap enough to run on every page read from
+/// the file, and after every redo application in debug builds.
+pub fn validate(page_id: PageId, page: &[u8]) -> Result<PageKind, PageError> {
+    let page_size = page.len();
+    let header = header(page);
+    let kind = PageKind::from_byte(header.kind).ok_or_else(|| bad(format!("unknown page kind {}", header.kind)))?;
+    if header.page_id.get() != page_id {
+        return Err(bad(format!("page claims to be page {}", header.page_id.get())));
+    }
+    match kind {
+        PageKind::Meta => {
+            if page_id != META_PAGE_ID {
+                return Err(bad("a meta page away from page 0"));
+            }
+            let meta = meta_body(page).ok_or_else(|| bad("meta page too short"))?;
+            if meta.magic != META_MAGIC || meta.version.get() != META_VERSION {
+                return Err(bad("meta page magic or version mismatch"));
+            }
+            if meta.page_size.get() as usize != page_size {
+                return Err(bad(format!("meta page records page size {}", meta.page_size.get())));
+            }
+            let state = meta_state(page);
+            if state.height == 0
+                || state.height > 64
+                || state.page_count < 2
+                || state.root == 0
+                || state.root >= state.page_count
+                || state.free_head >= state.page_count
+            {
+                return Err(bad(format!("implausible meta state {state:?}")));
+            }
+        }
+        PageKind::Leaf | PageKind::Branch => {
+            if (kind == PageKind::Leaf) != (header.level == 0) {
+                return Err(bad(format!("{kind:?} at level {}", header.level)));
+            }
+            let count = header.cell_count.get() as usize;
+            let content_start = header.content_start.get() as usize;
+            let slots_end = HEADER_BYTES + SLOT_BYTES * count;
+            if content_start < slots_end || content_start > page_size {
+                return Err(bad(format!("content area starts at {content_start}, slots end at {slots_end}")));
+            }
+            let mut live = 0usize;
+            let mut previous: Option<&[u8]> = None;
+            for index in 0..count {
+                let offset = read_u16(page, HEADER_BYTES + SLOT_BYTES * index).unwrap_or(0) as usize;
+                if offset < content_start || offset >= page_size {
+                    return Err(bad(format!("slot {index} points at {offset}, outside the content area")));
+                }
+                let len = cell_len(kind, &page[offset..]).ok_or_else(|| bad(format!("cell {index} is malformed")))?;
+                live += len;
+                let key = cell_key(&page[offset..offset + len]);
+                if let Some(previous) = previous {
+                    if previous >= key {
+                        return Err(bad(format!("keys out of order at cell {index}")));
+                    }
+                }
+                previous = Some(key);
+            }
+            let frag = header.frag_bytes.get() as usize;
+            if live + frag != page_size - content_start {
+                return Err(bad(format!(
+                    "cells take {live} bytes and {frag} are dead, but the content area is {} bytes",
+                    page_size - content_start
+                )));
+            }
+            if kind == PageKind::Branch && header.link.get() == 0 {
+                return Err(bad("branch without a leftmost child"));
+            }
+        }
+        PageKind::Overflow => {
+            let data = header.content_start.get() as usize;
+            if data == 0 || data > overflow_capacity(page_size) {
+                return Err(bad(format!("overflow page with {data} data bytes")));
+            }
+        }
+        PageKind::Free => {}
+    }
+    Ok(kind)
+}
+
+fn meta_body(page: &[u8]) -> Option<&MetaBody> {
+    MetaBody::ref_from_prefix(page.get(HEADER_BYTES..)?).ok().map(|(meta, _)| meta)
+}
+
+pub(crate) fn meta_body_mut(page: &mut [u8]) -> &mut MetaBody {
+    match page.get_mut(HEADER_BYTES..).map(MetaBody::mut_from_prefix) {
+        Some(Ok((meta, _))) => meta,
+        _ => unreachable_short_page(),
+    }
+}
+
+/// The changing fields of a meta page.
+#[must_use]
+pub fn meta_state(page: &[u8]) -> MetaState {
+    match meta_body(page) {
+        Some(meta) => MetaState {
+            root: meta.root.get(),
+            height: meta.height.get(),
+            page_count: meta.page_count.get(),
+            free_head: meta.free_head.get(),
+        },
+        None => MetaState::default(),
+    }
+}
+
+/// The log id recorded in a meta page.
+#[must_use]
+pub fn meta_log_id(page: &[u8]) -> u64 {
+    meta_body(page).map_or(0, |meta| meta.log_id.get())
+}
+
+/// Writes the constant fields of a meta page (for [`crate::redo`]).
+pub(crate) fn init_meta(page: &mut [u8], log_id: u64) {
+    let page_size = page.len() as u32;
+    let meta = meta_body_mut(page);
+    meta.magic = META_MAGIC;
+    meta.version.set(META_VERSION);
+    meta.page_size.set(page_size);
+    meta.log_id.set(log_id);
+}
+
+/// Sets the changing fields of a meta page (for [`crate::redo`]).
+pub(crate) fn set_meta_state(page: &mut [u8], state: MetaState) {
+    let meta = meta_body_mut(page);
+    meta.root.set(state.root);
+    meta.height.set(state.height);
+    meta.page_count.set(state.page_count);
+    meta.free_head.set(state.free_head);
+}
+
+/// Reads the page size a data file claims, from the first bytes of its meta page, before the
+/// meta page can be checksummed (its size is needed for that).
+#[must_use]
+pub fn claimed_page_size(first_bytes: &[u8]) -> Option<usize> {
+    let meta = meta_body(first_bytes)?;
+    (meta.magic == META_MAGIC).then_some(meta.page_size.get() as usize)
+}
+
+// ---- Editing primitives. Only `crate::redo::apply` calls these. -------------------------------
+
+/// Resets a page to an empty page of `kind` (all bytes after the header zeroed).
+pub(crate) fn format(page: &mut [u8], page_id: PageId, kind: PageKind, level: u8, link: PageId) {
+    let page_size = page.len();
+    page.fill(0);
+    let header = header_mut(page);
+    header.kind = kind as u8;
+    header.level = level;
+    header.page_id.set(page_id);
+    header.link.set(link);
+    if matches!(kind, PageKind::Leaf | PageKind::Branch) {
+        header.content_start.set(page_size as u32);
+    }
+}
+
+/// Inserts `cell` at slot `index` of a node page. The caller has checked that it fits
+/// ([`Node::free_bytes`] >= cell + slot).
+pub(crate) fn insert_cell(page: &mut [u8], index: usize, cell: &[u8]) -> Result<(), PageError> {
+    let need = cell.len() + SLOT_BYTES;
+    let (count, content_start) = {
+        let header = header(page);
+        (header.cell_count.get() as usize, header.content_start.get() as usize)
+    };
+    let slots_end = HEADER_BYTES + SLOT_BYTES * count;
+    if content_start - slots_end < need {
+        let node = Node::new(page).ok_or_else(|| bad("insert into a page that is not a node"))?;
+        if node.free_bytes() < need {
+            return Err(bad(format!("no room for a cell of {} bytes", cell.len())));
+        }
+        defragment(page);
+    }
+    let content_start = header(page).content_start.get() as usize;
+    let cell_at = content_start - cell.len();
+    page[cell_at..content_start].copy_from_slice(cell);
+    let slot_at = HEADER_BYTES + SLOT_BYTES * index;
+    page.copy_within(slot_at..slots_end, slot_at + SLOT_BYTES);
+    page[slot_at..slot_at + SLOT_BYTES].copy_from_slice(&(cell_at as u16).to_le_bytes());
+    let header = header_mut(page);
+    header.content_start.set(cell_at as u32);
+    header.cell_count.set((count + 1) as u16);
+    Ok(())
+}
+
+/// Removes the cell at slot `index` of a node page.
+pub(crate) fn remove_cell(page: &mut [u8], index: usize) {
+    let node_kind = PageKind::from_byte(header(page).kind).unwrap_or(PageKind::Leaf);
+    let count = header(page).cell_count.get() as usize;
+    let slot_at = HEADER_BYTES + SLOT_BYTES * index;
+    let offset = read_u16(page, slot_at).unwrap_or(0) as usize;
+    let len = cell_len(node_kind, &page[offset..]).unwrap_or(0);
+    let slots_end = HEADER_BYTES + SLOT_BYTES * count;
+    page.copy_within(slot_at + SLOT_BYTES..slots_end, slot_at);
+    page[slots_end - SLOT_BYTES..slots_end].fill(0);
+    page[offset..offset + len].fill(0);
+    let header = header_mut(page);
+    header.cell_count.set((count - 1) as u16);
+    if offset == header.content_start.get() as usize {
+        header.content_start.set((offset + len) as u32);
+        // Dead cells right behind the removed one stay counted as fragments until the next
+        // defragmentation; the accounting stays exact either way.
+    } else {
+        header.frag_bytes.set(header.frag_bytes.get() + len as u16);
+    }
+}
+
+/// Rewrites the content area so the live cells are contiguous at the page's end, in slot order.
+pub(crate) fn defragment(page: &mut [u8]) {
+    let Some(node) = Node::new(page) else { return };
+    let page_size = page.len();
+    let mut cells: Vec<u8> = Vec::with_capacity(page_size);
+    let mut offsets = Vec::with_capacity(node.len());
+    for index in 0..node.len() {
+        offsets.push(cells.len());
+        cells.extend_from_slice(node.cell(index));
+    }
+    let count = node.len();
+    let content_start = page_size - cells.len();
+    let slots_end = HEADER_BYTES + SLOT_BYTES * count;
+    page[slots_end..].fill(0);
+    page[content_start..].copy_from_slice(&cells);
+    for (index, offset) in offsets.into_iter().enumerate() {
+        let at = HEADER_BYTES + SLOT_BYTES * index;
+        page[at..at + SLOT_BYTES].copy_from_slice(&((content_start + offset) as u16).to_le_bytes());
+    }
+    let header = header_mut(page);
+    header.content_start.set(content_start as u32);
+    header.frag_bytes.set(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(page_size: usize) -> Vec<u8> {
+        let mut page = vec![0u8; page_size];
+        format(&mut page, 7, PageKind::Leaf, 0, 0);
+        page
+    }
+
+    fn cell(key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_leaf_cell(&mut out, key, LeafValue::Inline(value));
+        out
+    }
+
+    #[test]
+    fn insert_remove_defragment_keep_the_page_valid() {
+        let mut page = leaf(4096);
+        for i in 0..40u32 {
+            let key = format!("key{:05}", i * 7 % 40);
+            let node = Node::new(&page).unwrap();
+            let index = node.search(key.as_bytes()).unwrap_err();
+            insert_cell(&mut page, index, &cell(key.as_bytes(), &[i as u8; 50])).unwrap();
+            validate(7, &page).unwrap();
+        }
+        for i in (0..40).step_by(3) {
+            let key = format!("key{i:05}");
+            let index = Node::new(&page).unwrap().search(key.as_bytes()).unwrap();
+            remove_cell(&mut page, index);
+            validate(7, &page).unwrap();
+        }
+        let before: Vec<Vec<u8>> =
+            (0..Node::new(&page).unwrap().len()).map(|i| Node::new(&page).unwrap().cell(i).to_vec()).collect();
+        defragment(&mut page);
+        validate(7, &page).unwrap();
+        let node = Node::new(&page).unwrap();
+        assert_eq!(node.header().frag_bytes.get(), 0);
+        let after: Vec<Vec<u8>> = (0..node.len()).map(|i| node.cell(i).to_vec()).collect();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn full_page_refuses_a_cell() {
+        let mut page = leaf(4096);
+        let mut i = 0u32;
+        loop {
+            let key = format!("k{i:08}");
+            let c = cell(key.as_bytes(), &[0; 100]);
+            if Node::new(&page).unwrap().free_bytes() < c.len() + SLOT_BYTES {
+                assert!(insert_cell(&mut page, i as usize, &c).is_err());
+                break;
+            }
+            insert_cell(&mut page, i as usize, &c).unwrap();
+            i += 1;
+        }
+        assert!(i > 30);
+    }
+
+    #[test]
+    fn checksum_binds_the_page_id() {
+        let mut page = leaf(4096);
+        seal(7, &mut page);
+        assert!(checksum_ok(7, &page));
+        assert!(!checksum_ok(8, &page));
+        page[100] ^= 1;
+        assert!(!checksum_ok(7, &page));
+    }
+
+    #[test]
+    fn validate_rejects_garbage_without_panicking() {
+        let mut state = 0x1234_5678_9abc_def0u64;
+        for _ in 0..2000 {
+            let mut page = leaf(4096);
+            for _ in 0..8 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state % 4096) as usize;
+                page[at] = (state >> 32) as u8;
+            }
+            let _ = validate(7, &page);
+        }
+    }
+}

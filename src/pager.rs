@@ -1,0 +1,294 @@
+//! The pager: page ids to bytes, the dirty-page table, snapshot images, and writing pages back.
+//!
+//! # How pages are held
+//! - A **clean** page is read from the data file through the read-only mapping ([`crate::map`]),
+//!   or, on storage that cannot be mapped (the fault-injecting test storage), through positioned
+//!   reads into a cache. Before its first use it is checksummed and validated.
+//! - A **dirty** page is a private copy (`Arc<[u8]>`) in the dirty table; readers find it there
+//!   first. Copies are shared, copy-on-write: a checkpoint writing a page, a batch's undo image and
+//!   a reader's snapshot may all hold the same image without copying it.
+//!
+//! # Write-ahead and no-steal
+//! Pages are written back only by [`crate::checkpoint`], which takes its images between batches
+//! (so they hold only committed changes) and flushes the redo log past their LSNs before writing
+//! any of them. The mapping is read-only, so nothing else can put a page into the file.
+//!
+//! # Snapshots
+//! Iterators read at a snapshot version (the number of batches committed when they started). When
+//! a batch first changes a page while a snapshot is open, the pager keeps the page's previous image
+//! in `history`, tagged with the last version it was current for; a snapshot reader takes the
+//! oldest image that is still valid for its version. Images no open snapshot needs are dropped.
+//!
+//! This module owns page bytes in memory and their movement to and from the data file. It must not
+//! interpret node contents beyond validation, and must not change page bytes except by handing a
+//! mutable page to the caller that applies a redo record.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use mtr::StorageFile;
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::map::Mapping;
+use crate::page::{self, PageId};
+
+/// A page's bytes as a reader sees them.
+pub(crate) enum PageRef<'a> {
+    Borrowed(&'a [u8]),
+    Shared(Arc<[u8]>),
+}
+
+impl std::ops::Deref for PageRef<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            PageRef::Borrowed(bytes) => bytes,
+            PageRef::Shared(bytes) => bytes,
+        }
+    }
+}
+
+/// Images kept for snapshots: (last version the image was current for, image), ascending.
+type SnapshotImages = Vec<(u64, Arc<[u8]>)>;
+
+/// The page images a batch replaced, to put back if the batch is abandoned.
+pub(crate) type UndoImages = HashMap<PageId, Option<Arc<[u8]>>>;
+
+pub(crate) struct Pager {
+    page_size: usize,
+    data: Arc<dyn StorageFile>,
+    data_name: String,
+    map: Option<Mapping>,
+    /// Whole pages in the data file.
+    file_pages: u64,
+    /// One bit per mapped page: checksummed and validated since it was last written.
+    verified: Vec<AtomicU64>,
+    /// Clean pages read without a mapping.
+    unmapped_cache: Mutex<HashMap<PageId, Arc<[u8]>>>,
+    dirty: HashMap<PageId, Arc<[u8]>>,
+    history: HashMap<PageId, SnapshotImages>,
+}
+
+fn io_error<'a>(action: &'static str, path: &'a str) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io { action, path: path.to_string(), source }
+}
+
+impl Pager {
+    pub(crate) fn open(data: Arc<dyn StorageFile>, data_name: String, page_size: usize) -> Result<Pager> {
+        let mut pager = Pager {
+            page_size,
+            data,
+            data_name,
+            map: None,
+            file_pages: 0,
+            verified: Vec::new(),
+            unmapped_cache: Mutex::new(HashMap::new()),
+            dirty: HashMap::new(),
+            history: HashMap::new(),
+        };
+        pager.remap()?;
+        Ok(pager)
+    }
+
+    pub(crate) fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    pub(crate) fn data_file(&self) -> &Arc<dyn StorageFile> {
+        &self.data
+    }
+
+    /// Re-reads the file length and maps all whole pages of it. Needs `&mut self`: no reader
+    /// holds a slice of the old mapping.
+    pub(crate) fn remap(&mut self) -> Result<()> {
+        let len = self.data.len().map_err(io_error("reading the data file's length", &self.data_name))?;
+        self.file_pages = len / self.page_size as u64;
+        let mapped_len = self.file_pages * self.page_size as u64;
+        self.map = match self.data.os_file() {
+            Some(file) => {
+                Some(Mapping::new(file, mapped_len).map_err(io_error("mapping the data file", &self.data_name))?)
+            }
+            None => None,
+        };
+        self.verified = (0..self.file_pages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+        self.unmapped_cache.lock().clear();
+        Ok(())
+    }
+
+    /// The newest image of a page.
+    pub(crate) fn read(&self, page_id: PageId) -> Result<PageRef<'_>> {
+        if let Some(image) = self.dirty.get(&page_id) {
+            return Ok(PageRef::Borrowed(image));
+        }
+        self.read_clean(page_id)
+    }
+
+    /// The image of a page as of snapshot `version`.
+    pub(crate) fn read_at(&self, page_id: PageId, version: u64) -> Result<PageRef<'_>> {
+        if let Some(images) = self.history.get(&page_id) {
+            // Images are in ascending version order; the first one still current at `version`.
+            if let Some((_, image)) = images.iter().find(|(last_version, _)| *last_version >= version) {
+                return Ok(PageRef::Shared(Arc::clone(image)));
+            }
+        }
+        self.read(page_id)
+    }
+
+    /// The page as the data file has it, validated.
+    pub(crate) fn read_clean(&self, page_id: PageId) -> Result<PageRef<'_>> {
+        if u64::from(page_id) >= self.file_pages {
+            return Err(Error::corrupt(
+                page_id,
+                format!("the page lies beyond the end of {} ({} pages)", self.data_name, self.file_pages),
+            ));
+        }
+        let offset = u64::from(page_id) as usize * self.page_size;
+        if let Some(map) = &self.map {
+            let bytes = map
+                .get(offset, self.page_size)
+                .ok_or_else(|| Error::corrupt(page_id, "the page lies outside the mapping"))?;
+            let (word, bit) = (page_id as usize / 64, 1u64 << (page_id % 64));
+            let verified = self.verified.get(word).is_some_and(|w| w.load(Ordering::Acquire) & bit != 0);
+            if !verified {
+                check_page(page_id, bytes)?;
+                if let Some(w) = self.verified.get(word) {
+                    w.fetch_or(bit, Ordering::AcqRel);
+                }
+            }
+            return Ok(PageRef::Borrowed(bytes));
+        }
+        if let Some(image) = self.unmapped_cache.lock().get(&page_id) {
+            return Ok(PageRef::Shared(Arc::clone(image)));
+        }
+        let mut bytes = vec![0u8; self.page_size];
+        self.data.read_exact_at(&mut bytes, offset as u64).map_err(io_error("reading a page", &self.data_name))?;
+        check_page(page_id, &bytes)?;
+        let image: Arc<[u8]> = bytes.into();
+        self.unmapped_cache.lock().insert(page_id, Arc::clone(&image));
+        Ok(PageRef::Shared(image))
+    }
+
+    /// The page as the data file has it, if it is valid; `None` if it is damaged or missing.
+    pub(crate) fn read_clean_if_valid(&self, page_id: PageId) -> Option<PageRef<'_>> {
+        self.read_clean(page_id).ok()
+    }
+
+    /// A mutable image of the page for a redo record to change. On the first change in the
+    /// current batch, `undo` keeps the page's previous image, and `history_version` (the committed
+    /// version, when snapshots are open) keeps it for snapshot readers. `fresh`: the record
+    /// rebuilds the page, so damaged or missing old bytes are fine.
+    pub(crate) fn page_mut(
+        &mut self,
+        page_id: PageId,
+        fresh: bool,
+        undo: Option<&mut UndoImages>,
+        history_version: Option<u64>,
+    ) -> Result<&mut [u8]> {
+        let first_in_batch = undo.as_ref().is_none_or(|undo| !undo.contains_key(&page_id));
+        if first_in_batch {
+            if let Some(version) = history_version {
+                let previous: Option<Arc<[u8]>> = match self.dirty.get(&page_id) {
+                    Some(image) => Some(Arc::clone(image)),
+                    None => self.read_clean_if_valid(page_id).map(|bytes| Arc::from(&*bytes)),
+                };
+                if let Some(previous) = previous {
+                    let images = self.history.entry(page_id).or_default();
+                    if images.last().is_none_or(|(last, _)| *last < version) {
+                        images.push((version, previous));
+                    }
+                }
+            }
+            if let Some(undo) = undo {
+                undo.insert(page_id, self.dirty.get(&page_id).cloned());
+            }
+        }
+        if !self.dirty.contains_key(&page_id) {
+            let image: Arc<[u8]> = match self.read_clean(page_id) {
+                Ok(bytes) => Arc::from(&*bytes),
+                Err(_) if fresh => vec![0u8; self.page_size].into(),
+                Err(error) => return Err(error),
+            };
+            self.dirty.insert(page_id, image);
+        }
+        let Some(image) = self.dirty.get_mut(&page_id) else {
+            return Err(Error::corrupt(page_id, "dirty page vanished"));
+        };
+        if Arc::get_mut(image).is_none() {
+            // Shared with a checkpoint, an undo image or a snapshot: copy on write.
+            *image = Arc::from(&**image);
+        }
+        Arc::get_mut(image).ok_or_else(|| Error::corrupt(page_id, "page image still shared after copy"))
+    }
+
+    /// Puts back the images a batch replaced.
+    pub(crate) fn restore(&mut self, undo: UndoImages) {
+        for (page_id, image) in undo {
+            match image {
+                Some(image) => self.dirty.insert(page_id, image),
+                None => self.dirty.remove(&page_id),
+            };
+        }
+    }
+
+    /// Stamps a changed page with the end LSN of the mtr that changed it.
+    pub(crate) fn stamp(&mut self, page_id: PageId, lsn: mtr::Lsn) {
+        if let Some(image) = self.dirty.get_mut(&page_id) {
+            if Arc::get_mut(image).is_none() {
+                *image = Arc::from(&**image);
+            }
+            if let Some(bytes) = Arc::get_mut(image) {
+                page::header_mut(bytes).lsn.set(lsn.0);
+            }
+        }
+    }
+
+    /// Every dirty page, by id, sharing the images (a checkpoint's copy costs nothing until a
+    /// writer changes a page again).
+    pub(crate) fn dirty_images(&self) -> Vec<(PageId, Arc<[u8]>)> {
+        let mut images: Vec<_> = self.dirty.iter().map(|(id, image)| (*id, Arc::clone(image))).collect();
+        images.sort_unstable_by_key(|(id, _)| *id);
+        images
+    }
+
+    pub(crate) fn dirty_count(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// After a checkpoint wrote `written`: pages not changed since are clean again (readers now
+    /// find them in the file), and every written page is validated afresh on its next read.
+    pub(crate) fn mark_written(&mut self, written: &[(PageId, Arc<[u8]>)]) -> Result<()> {
+        self.remap()?;
+        for (page_id, image) in written {
+            if self.dirty.get(page_id).is_some_and(|current| Arc::ptr_eq(current, image)) {
+                self.dirty.remove(page_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops snapshot images no open snapshot (the oldest being `oldest_open`) needs.
+    pub(crate) fn trim_history(&mut self, oldest_open: Option<u64>) {
+        match oldest_open {
+            None => self.history.clear(),
+            Some(oldest) => self.history.retain(|_, images| {
+                images.retain(|(last_version, _)| *last_version >= oldest);
+                !images.is_empty()
+            }),
+        }
+    }
+
+    pub(crate) fn history_pages(&self) -> usize {
+        self.history.values().map(Vec::len).sum()
+    }
+}
+
+/// Checksum and structure of a page read from a file.
+pub(crate) fn check_page(page_id: PageId, bytes: &[u8]) -> Result<()> {
+    if !page::checksum_ok(page_id, bytes) {
+        return Err(Error::corrupt(page_id, "checksum mismatch (a torn or damaged page)"));
+    }
+    page::validate(page_id, bytes).map_err(|e| Error::corrupt(page_id, e.0))?;
+    Ok(())
+}
