@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::page::{self, LeafValue, MetaState, Node, PageId, PageKind, SLOT_BYTES};
 use crate::pager::{PageRef, Pager, UndoImages};
 use crate::redo::{self, Change};
+use crate::replay::ReplayJournal;
 
 /// Body bytes after which a chain of overflow pages continues in a new mtr.
 pub const OVERFLOW_MTR_BYTES: usize = 256 * 1024;
@@ -302,6 +303,7 @@ pub(crate) struct BatchWriter<'a> {
     page_size: usize,
     pub(crate) counts: WriteCounts,
     cell: Vec<u8>,
+    journal: Option<ReplayJournal>,
 }
 
 impl<'a> BatchWriter<'a> {
@@ -310,6 +312,7 @@ impl<'a> BatchWriter<'a> {
         log: &'a Log,
         mtr: &'a mut MtrBuf,
         history_version: Option<u64>,
+        journal: Option<ReplayJournal>,
     ) -> Result<BatchWriter<'a>> {
         mtr.clear();
         let meta = read_meta(&Latest(pager))?;
@@ -327,6 +330,7 @@ impl<'a> BatchWriter<'a> {
             page_size,
             counts: WriteCounts::default(),
             cell: Vec::new(),
+            journal,
         })
     }
 
@@ -378,6 +382,9 @@ impl<'a> BatchWriter<'a> {
         let (start, end) = self.log.append(self.mtr, flags)?;
         for page_id in self.touched.drain(..) {
             self.pager.stamp(page_id, end);
+            if let Some(journal) = &self.journal {
+                journal.record(end.0, page_id, &self.pager.read(page_id)?);
+            }
         }
         self.counts.mtrs += 1;
         self.counts.redo_bytes += end.since(start);
@@ -785,7 +792,13 @@ impl<'a> BatchWriter<'a> {
     }
 
     /// Creates the meta page and an empty root leaf (a new database).
-    pub(crate) fn bootstrap(pager: &'a mut Pager, log: &'a Log, mtr: &'a mut MtrBuf, log_id: u64) -> Result<Lsn> {
+    pub(crate) fn bootstrap(
+        pager: &'a mut Pager,
+        log: &'a Log,
+        mtr: &'a mut MtrBuf,
+        log_id: u64,
+        journal: Option<&ReplayJournal>,
+    ) -> Result<Lsn> {
         mtr.clear();
         let state = MetaState { root: 1, height: 1, page_count: 2, free_head: 0 };
         let mut payload = Vec::new();
@@ -801,8 +814,12 @@ impl<'a> BatchWriter<'a> {
                 .map_err(|e| Error::corrupt(page_id, e.to_string()))?;
         }
         let (_, end) = log.append(mtr, redo::MTR_COMMIT)?;
-        pager.stamp(0, end);
-        pager.stamp(1, end);
+        for page_id in [0, 1] {
+            pager.stamp(page_id, end);
+            if let Some(journal) = journal {
+                journal.record(end.0, page_id, &pager.read(page_id)?);
+            }
+        }
         mtr.clear();
         Ok(end)
     }

@@ -49,6 +49,7 @@ use crate::error::{Error, Result};
 use crate::page::{self, MAX_KEY_BYTES};
 use crate::pager::Pager;
 use crate::recovery::{self, RecoveryReport};
+use crate::replay::ReplayJournal;
 
 /// The data file's name.
 pub const DATA_FILE: &str = "data.mtrdb";
@@ -83,6 +84,7 @@ pub struct Options {
     durability: Durability,
     log_capacity: u64,
     background_checkpoints: bool,
+    replay_journal: Option<ReplayJournal>,
 }
 
 impl Default for Options {
@@ -92,6 +94,7 @@ impl Default for Options {
             durability: Durability::Immediate,
             log_capacity: DEFAULT_LOG_CAPACITY,
             background_checkpoints: true,
+            replay_journal: None,
         }
     }
 }
@@ -125,6 +128,14 @@ impl Options {
     #[must_use]
     pub fn background_checkpoints(mut self, enabled: bool) -> Options {
         self.background_checkpoints = enabled;
+        self
+    }
+
+    /// Replay consistency checking (a testing aid, see [`crate::replay`]): records every page
+    /// image the forward path produces, and makes recovery compare its replay with them.
+    #[must_use]
+    pub fn replay_check(mut self, journal: ReplayJournal) -> Options {
+        self.replay_journal = Some(journal);
         self
     }
 
@@ -376,17 +387,18 @@ impl Db {
             // (which is written before `open` returns, so no user data can be lost here).
             return Db::create(storage, location, options, data, doublewrite);
         }
-        let mut first_bytes = vec![0u8; page::HEADER_BYTES + 40];
-        data.read_exact_at(&mut first_bytes, 0).map_err(|_| Error::NotADatabase {
+        // The meta page names the page size. If its first sector was torn while the database was
+        // being created, the doublewrite file holds a copy of page 0 (written and synced first).
+        let claimed = |file: &Arc<dyn StorageFile>| {
+            let mut first_bytes = vec![0u8; page::HEADER_BYTES + 40];
+            file.read_exact_at(&mut first_bytes, 0).ok()?;
+            page::claimed_page_size(&first_bytes)
+                .filter(|size| size.is_power_of_two() && (page::MIN_PAGE_SIZE..=page::MAX_PAGE_SIZE).contains(size))
+        };
+        let page_size = claimed(&data).or_else(|| claimed(&doublewrite)).ok_or_else(|| Error::NotADatabase {
             path: describe(DATA_FILE),
-            detail: "too short for a meta page".into(),
+            detail: "no mtrdb meta page at its start".into(),
         })?;
-        let page_size = page::claimed_page_size(&first_bytes)
-            .filter(|size| size.is_power_of_two() && (page::MIN_PAGE_SIZE..=page::MAX_PAGE_SIZE).contains(size))
-            .ok_or_else(|| Error::NotADatabase {
-                path: describe(DATA_FILE),
-                detail: "no mtrdb meta page at its start".into(),
-            })?;
         if let Some(requested) = options.page_size {
             if requested != page_size {
                 return Err(Error::PageSizeMismatch { existing: page_size, requested });
@@ -409,7 +421,14 @@ impl Db {
             checkpoint.lsn,
         )?;
         let mut pager = Pager::open(data, describe(DATA_FILE), page_size)?;
-        let report = recovery::redo(&mut pager, &log_file, checkpoint, repaired.len() as u64, started)?;
+        let report = recovery::redo(
+            &mut pager,
+            &log_file,
+            checkpoint,
+            repaired.len() as u64,
+            started,
+            options.replay_journal.as_ref(),
+        )?;
         {
             let meta = pager.read(page::META_PAGE_ID).map_err(|e| Error::NotADatabase {
                 path: describe(DATA_FILE),
@@ -465,7 +484,7 @@ impl Db {
         let log = Log::resume(log_file, Lsn::ZERO)?;
         let mut pager = Pager::open(data, describe(DATA_FILE), page_size)?;
         let mut mtr = MtrBuf::new();
-        let end = BatchWriter::bootstrap(&mut pager, &log, &mut mtr, log_id)?;
+        let end = BatchWriter::bootstrap(&mut pager, &log, &mut mtr, log_id, options.replay_journal.as_ref())?;
         log.flush_up_to(end)?;
         let images = pager.dirty_images();
         checkpoint::write_pages(
@@ -712,7 +731,13 @@ impl Inner {
             let oldest_snapshot = self.snapshots.lock().keys().next().copied();
             tree.pager.trim_history(oldest_snapshot);
             let history_version = oldest_snapshot.map(|_| tree.version);
-            let mut writer = BatchWriter::new(&mut tree.pager, &self.log, &mut mtr, history_version)?;
+            let mut writer = BatchWriter::new(
+                &mut tree.pager,
+                &self.log,
+                &mut mtr,
+                history_version,
+                self.options.replay_journal.clone(),
+            )?;
             let mut removed = false;
             let mut failed = None;
             for op in ops {

@@ -54,9 +54,14 @@ pub mod page;
 pub mod pager;
 pub mod recovery;
 pub mod redo;
+pub mod replay;
+
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 
 pub use check::CheckReport;
 pub use db::{Db, Durability, Iter, Options, Stats, WriteBatch, MAX_VALUE_BYTES};
 pub use error::{Error, Result};
 pub use page::MAX_KEY_BYTES;
 pub use recovery::RecoveryReport;
+pub use replay::ReplayJournal;

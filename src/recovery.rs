@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::page::{self, PageId};
 use crate::pager::Pager;
 use crate::redo;
+use crate::replay::ReplayJournal;
 
 /// What a recovery did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -77,6 +78,7 @@ pub(crate) fn redo(
     checkpoint: Checkpoint,
     pages_repaired: u64,
     started: Instant,
+    journal: Option<&ReplayJournal>,
 ) -> Result<RecoveryReport> {
     let mut report = RecoveryReport {
         checkpoint_lsn: checkpoint.lsn.0,
@@ -98,7 +100,7 @@ pub(crate) fn redo(
         if frame.flags & redo::MTR_COMMIT != 0 {
             let redo_bytes = frame.end_lsn.0 - report.recovered_end_lsn;
             for mtr in held.drain(..) {
-                apply_mtr(pager, &mtr, &mut report)?;
+                apply_mtr(pager, &mtr, &mut report, journal)?;
             }
             report.batches_committed += 1;
             report.redo_bytes_replayed += redo_bytes;
@@ -115,7 +117,12 @@ pub(crate) fn redo(
     Ok(report)
 }
 
-fn apply_mtr(pager: &mut Pager, mtr: &HeldMtr, report: &mut RecoveryReport) -> Result<()> {
+fn apply_mtr(
+    pager: &mut Pager,
+    mtr: &HeldMtr,
+    report: &mut RecoveryReport,
+    journal: Option<&ReplayJournal>,
+) -> Result<()> {
     // Whether this mtr applies to each page it touches, decided before its first record there.
     let mut applies: HashMap<PageId, bool> = HashMap::new();
     for record in RecordIter::new(&mtr.body) {
@@ -153,6 +160,11 @@ fn apply_mtr(pager: &mut Pager, mtr: &HeldMtr, report: &mut RecoveryReport) -> R
     for (page_id, applied) in applies {
         if applied {
             pager.stamp(page_id, mtr.end_lsn);
+            if let Some(journal) = journal {
+                journal
+                    .compare(mtr.end_lsn.0, page_id, &pager.read(page_id)?)
+                    .map_err(|detail| Error::corrupt(page_id, detail))?;
+            }
         }
     }
     report.mtrs_replayed += 1;
