@@ -198,7 +198,14 @@ pub fn validate_body(body: &[u8]) -> bool {
 
 /// Encodes the frame of an mtr starting at `lsn` into `out`; returns the frame's length.
 /// `durable_lsn` is the LSN up to which the log is known durable (clamped to `lsn`).
-pub(crate) fn encode_frame(out: &mut Vec<u8>, lsn: Lsn, durable_lsn: Lsn, body: &[u8], body_crc: u32, flags: u8) -> usize {
+pub(crate) fn encode_frame(
+    out: &mut Vec<u8>,
+    lsn: Lsn,
+    durable_lsn: Lsn,
+    body: &[u8],
+    body_crc: u32,
+    flags: u8,
+) -> usize {
     let start = out.len();
     varint::put(out, body.len() as u64);
     varint::put(out, lsn.since(durable_lsn.min(lsn)));
@@ -243,11 +250,7 @@ pub fn decode_header(bytes: &[u8], lsn: Lsn) -> Option<FrameHeader> {
     if durable_back > lsn.0 {
         return None;
     }
-    Some(FrameHeader {
-        body_len: body_len as usize,
-        durable_back,
-        header_len: used_len + used_back,
-    })
+    Some(FrameHeader { body_len: body_len as usize, durable_back, header_len: used_len + used_back })
 }
 
 /// A verified mtr frame, borrowed from the bytes it was found in.

@@ -83,17 +83,10 @@ impl DirStorage {
         if create {
             std::fs::create_dir_all(dir)?;
         } else if !dir.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{} is not a directory", dir.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} is not a directory", dir.display())));
         }
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(LOCK_FILE_NAME))?;
+        let lock =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(LOCK_FILE_NAME))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -104,10 +97,7 @@ impl DirStorage {
             }
             Err(std::fs::TryLockError::Error(error)) => return Err(error),
         }
-        Ok(DirStorage {
-            dir: dir.to_path_buf(),
-            _lock: lock,
-        })
+        Ok(DirStorage { dir: dir.to_path_buf(), _lock: lock })
     }
 
     /// The directory.

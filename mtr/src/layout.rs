@@ -104,7 +104,7 @@ impl LogFile {
     /// Lays out a new log in the empty `file`: header, checkpoint 1 at LSN 0 in slot 1, a ring of
     /// `capacity` bytes (sparse until written). Syncs the file; the caller syncs the directory.
     pub fn create(file: Arc<dyn StorageFile>, capacity: u64, log_id: u64) -> Result<LogFile> {
-        if capacity < MIN_CAPACITY_BYTES || capacity % BLOCK_BYTES != 0 {
+        if capacity < MIN_CAPACITY_BYTES || !capacity.is_multiple_of(BLOCK_BYTES) {
             return Err(Error::Misuse(format!(
                 "log capacity {capacity} must be a multiple of {BLOCK_BYTES} and at least {MIN_CAPACITY_BYTES}"
             )));
@@ -143,7 +143,7 @@ impl LogFile {
             return Err(not_a_log(format!("format version {version}, expected {FORMAT_VERSION}")));
         }
         let capacity = u64_at(&header, 16);
-        if capacity < MIN_CAPACITY_BYTES || capacity % BLOCK_BYTES != 0 {
+        if capacity < MIN_CAPACITY_BYTES || !capacity.is_multiple_of(BLOCK_BYTES) {
             return Err(not_a_log(format!("implausible capacity {capacity}")));
         }
         if len < RING_OFFSET + capacity {

@@ -17,6 +17,8 @@ impl Lsn {
     pub const ZERO: Lsn = Lsn(0);
 
     /// The LSN `len_bytes` further on.
+    // Not `ops::Add`: it adds a length in bytes, not another LSN, and it saturates.
+    #[allow(clippy::should_implement_trait)]
     #[must_use]
     pub fn add(self, len_bytes: u64) -> Lsn {
         Lsn(self.0.saturating_add(len_bytes))

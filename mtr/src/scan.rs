@@ -134,11 +134,8 @@ impl<'f> Scanner<'f> {
             Probe::Invalid(header, reason) => (header, reason),
         };
         let mut end = ScanEnd { lsn: at, reason, unsynced_after: None, corruption: None };
-        if reason != StopReason::RingEnd {
-            self.look_beyond(at, header, &mut end)?;
-        }
-        if let (ScanMode::Strict, Some(evidence)) = (self.mode, &end.corruption) {
-            let durable_to = if self.durable_floor > at { self.durable_floor } else { end.unsynced_after.unwrap_or(at) };
+        let proven_durable = if reason == StopReason::RingEnd { None } else { self.look_beyond(at, header, &mut end)? };
+        if let (ScanMode::Strict, Some(evidence), Some(durable_to)) = (self.mode, &end.corruption, proven_durable) {
             let evidence: &'static str =
                 if evidence.starts_with("checkpoint") { "the checkpoint" } else { "a later valid mtr" };
             return Err(Error::CorruptMiddle { at, durable_to, evidence });
@@ -165,12 +162,12 @@ impl<'f> Scanner<'f> {
         self.bytes
     }
 
-    /// Searches beyond a bad position for evidence (module doc). Fills `end`.
-    fn look_beyond(&mut self, bad: Lsn, header: Option<FrameHeader>, end: &mut ScanEnd) -> Result<()> {
+    /// Searches beyond a bad position for evidence (module doc). Fills `end`; returns how far
+    /// the evidence proves the log was durable, if it found any.
+    fn look_beyond(&mut self, bad: Lsn, header: Option<FrameHeader>, end: &mut ScanEnd) -> Result<Option<Lsn>> {
         if bad < self.durable_floor {
-            end.corruption =
-                Some(format!("checkpoint records the log durable up to LSN {}", self.durable_floor));
-            return Ok(());
+            end.corruption = Some(format!("checkpoint records the log durable up to LSN {}", self.durable_floor));
+            return Ok(Some(self.durable_floor));
         }
         let mut candidates: Vec<Lsn> = Vec::new();
         if let Some(header) = header {
@@ -182,7 +179,9 @@ impl<'f> Scanner<'f> {
             if candidate >= self.limit {
                 continue;
             }
-            let Probe::Valid(first) = self.probe(candidate)? else { continue };
+            let Probe::Valid(first) = self.probe(candidate)? else {
+                continue;
+            };
             end.unsynced_after = Some(first.start_lsn);
             // Follow the chain of valid mtrs from there, looking for one appended after the
             // bad position had been synced.
@@ -193,18 +192,18 @@ impl<'f> Scanner<'f> {
                     end.corruption = Some(format!(
                         "a valid mtr beyond it was appended when the log was durable up to LSN {durable}"
                     ));
-                    return Ok(());
+                    return Ok(Some(durable));
                 }
                 match self.probe(cursor)? {
                     Probe::Valid(frame) => {
                         durable = frame.durable_lsn;
                         cursor = frame.end_lsn;
                     }
-                    Probe::Invalid(..) => return Ok(()),
+                    Probe::Invalid(..) => return Ok(None),
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Whether a valid mtr starts at `lsn`.
@@ -219,7 +218,8 @@ impl<'f> Scanner<'f> {
             frame::decode_header(bytes, lsn)
         };
         let Some(header) = header else {
-            let reason = if room < (1 + 1 + TRAILER_BYTES) as u64 { StopReason::RingEnd } else { StopReason::BadHeader };
+            let reason =
+                if room < (1 + 1 + TRAILER_BYTES) as u64 { StopReason::RingEnd } else { StopReason::BadHeader };
             return Ok(Probe::Invalid(None, reason));
         };
         let frame_len = header.frame_len();
@@ -227,7 +227,8 @@ impl<'f> Scanner<'f> {
             return Ok(Probe::Invalid(Some(header), StopReason::BadFrame));
         }
         let bytes = self.bytes_at(lsn, frame_len)?;
-        let verified = frame::verify_frame(bytes, header, lsn).map(|frame| (frame.start_lsn, frame.end_lsn, frame.durable_lsn, frame.flags));
+        let verified = frame::verify_frame(bytes, header, lsn)
+            .map(|frame| (frame.start_lsn, frame.end_lsn, frame.durable_lsn, frame.flags));
         let found = verified.map(|(start_lsn, end_lsn, durable_lsn, flags)| FrameAt {
             start_lsn,
             end_lsn,
