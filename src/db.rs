@@ -808,6 +808,7 @@ impl Inner {
     fn checkpoint(&self) -> Result<()> {
         let _one_at_a_time = self.checkpoint_lock.lock();
         self.check_writable()?;
+        let _span = tracing::info_span!("checkpoint").entered();
         // Between batches (a batch holds the write lock from its first mtr to its commit), so
         // the images hold only committed changes and `lsn` covers all of them.
         let (images, lsn) = {
@@ -833,6 +834,7 @@ impl Inner {
         self.log.checkpoint(lsn).map_err(|e| self.fail(e.into()))?;
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.counters.pages_written.fetch_add(written.pages, Ordering::Relaxed);
+        tracing::info!(lsn = lsn.0, pages = written.pages, doublewrite_batches = written.batches, "checkpoint written");
         Ok(())
     }
 

@@ -80,6 +80,7 @@ pub(crate) fn redo(
     started: Instant,
     journal: Option<&ReplayJournal>,
 ) -> Result<RecoveryReport> {
+    let _span = tracing::info_span!("recovery", checkpoint_lsn = checkpoint.lsn.0).entered();
     let mut report = RecoveryReport {
         checkpoint_lsn: checkpoint.lsn.0,
         recovered_end_lsn: checkpoint.lsn.0,
@@ -114,6 +115,17 @@ pub(crate) fn redo(
         page::validate(page_id, &image).map_err(|e| Error::corrupt(page_id, format!("after redo: {}", e.0)))?;
     }
     report.duration = started.elapsed();
+    tracing::info!(
+        mtrs_replayed = report.mtrs_replayed,
+        redo_bytes = report.redo_bytes_replayed,
+        records_applied = report.records_applied,
+        records_skipped = report.records_skipped,
+        batches = report.batches_committed,
+        mtrs_discarded = report.mtrs_discarded,
+        pages_repaired = report.pages_repaired,
+        end_lsn = report.recovered_end_lsn,
+        "redo pass finished"
+    );
     Ok(report)
 }
 
