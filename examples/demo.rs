@@ -103,7 +103,9 @@ fn parse_args() -> Result<(Args, Option<(PathBuf, u64)>), String> {
                 let seed = raw.next().ok_or("--child needs DIR SEED")?.parse().map_err(|e| format!("seed: {e}"))?;
                 child = Some((PathBuf::from(dir), seed));
             }
-            "--kills" => args.kills = raw.next().ok_or("--kills needs N")?.parse().map_err(|e| format!("--kills: {e}"))?,
+            "--kills" => {
+                args.kills = raw.next().ok_or("--kills needs N")?.parse().map_err(|e| format!("--kills: {e}"))?
+            }
             "--seed" => args.seed = raw.next().ok_or("--seed needs S")?.parse().map_err(|e| format!("--seed: {e}"))?,
             "-h" | "--help" => return Err("usage: demo [DIR] [--kills N] [--seed S]".into()),
             other if !other.starts_with('-') => args.dir = Some(PathBuf::from(other)),
@@ -244,14 +246,21 @@ fn run(dir: &Path, args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
             found.insert(key, value);
         }
         if found != model {
-            verdict.push(format!("contents differ from the model after {present} batches ({} vs {} entries)", found.len(), model.len()));
+            verdict.push(format!(
+                "contents differ from the model after {present} batches ({} vs {} entries)",
+                found.len(),
+                model.len()
+            ));
         }
         if check.entries != model.len() as u64 {
             verdict.push(format!("check counted {} entries, the model has {}", check.entries, model.len()));
         }
         db.close()?;
         if verdict.is_empty() {
-            bar.set_message(format!("recovered {present} batches ({} mtrs replayed) in {:.1?}", report.mtrs_replayed, report.duration));
+            bar.set_message(format!(
+                "recovered {present} batches ({} mtrs replayed) in {:.1?}",
+                report.mtrs_replayed, report.duration
+            ));
         } else {
             failures += 1;
             bar.println(format!("round {round}: VERIFICATION FAILED: {}", verdict.join("; ")));
@@ -269,7 +278,10 @@ fn run(dir: &Path, args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     println!();
     println!("batches acknowledged   {:>12}   ({} operations each)", totals.acknowledged, OPS_PER_BATCH + 1);
     println!("batches recovered      {:>12}   (all acknowledged ones, whole)", totals.recovered_batches);
-    println!("mtrs replayed          {:>12}   ({} discarded: uncommitted tails)", totals.mtrs_replayed, totals.mtrs_discarded);
+    println!(
+        "mtrs replayed          {:>12}   ({} discarded: uncommitted tails)",
+        totals.mtrs_replayed, totals.mtrs_discarded
+    );
     println!("redo replayed          {:>12}   bytes", totals.redo_bytes_replayed);
     println!("pages repaired         {:>12}   (from the doublewrite file)", totals.pages_repaired);
     println!("recovery time          {:>12.1?}   median, {max:.1?} max", median);
@@ -278,7 +290,10 @@ fn run(dir: &Path, args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         totals.inserts as f64 / totals.writing_time.as_secs_f64()
     );
     println!("splits (last child)    {:>12}   over {} mtrs", totals.splits, totals.mtrs);
-    println!("tree                   {:>12}   entries, height {}, {} pages", check.entries, check.height, check.page_count);
+    println!(
+        "tree                   {:>12}   entries, height {}, {} pages",
+        check.entries, check.height, check.page_count
+    );
     println!(
         "files                  {:>12}   bytes data, {} log, {} doublewrite",
         file_size(dir, "data.mtrdb"),
