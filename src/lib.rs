@@ -48,6 +48,7 @@ pub mod check;
 pub mod checkpoint;
 pub mod db;
 pub mod error;
+pub mod inspect;
 #[allow(unsafe_code)]
 mod map;
 pub mod page;
@@ -58,6 +59,11 @@ pub mod replay;
 
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use check::CheckReport;
 pub use db::{Db, Durability, Iter, Options, Stats, WriteBatch, MAX_VALUE_BYTES};
