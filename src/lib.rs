@@ -48,7 +48,6 @@ pub mod check;
 pub mod checkpoint;
 pub mod db;
 pub mod error;
-pub mod inspect;
 #[allow(unsafe_code)]
 mod map;
 pub mod page;
