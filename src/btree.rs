@@ -304,6 +304,7 @@ pub(crate) struct BatchWriter<'a> {
     pub(crate) counts: WriteCounts,
     cell: Vec<u8>,
     journal: Option<ReplayJournal>,
+    path_buffer: Vec<(PageId, usize)>,
 }
 
 impl<'a> BatchWriter<'a> {
@@ -322,7 +323,7 @@ impl<'a> BatchWriter<'a> {
             log,
             mtr,
             touched: Vec::new(),
-            undo: UndoImages::new(),
+            undo: UndoImages::default(),
             history_version,
             meta,
             meta_dirty: false,
@@ -331,6 +332,7 @@ impl<'a> BatchWriter<'a> {
             counts: WriteCounts::default(),
             cell: Vec::new(),
             journal,
+            path_buffer: Vec::new(),
         })
     }
 
@@ -451,8 +453,10 @@ impl<'a> BatchWriter<'a> {
     }
 
     /// The path from the root to the leaf for `key`: (page, child index taken) per level.
-    fn descend(&self, key: &[u8]) -> Result<Vec<(PageId, usize)>> {
-        let mut path = Vec::with_capacity(self.meta.height as usize);
+    /// Returns the writer's reusable path buffer: hand it back with `self.path_buffer = path`.
+    fn descend(&mut self, key: &[u8]) -> Result<Vec<(PageId, usize)>> {
+        let mut path = std::mem::take(&mut self.path_buffer);
+        path.clear();
         let mut page_id = self.meta.root;
         for level in (0..self.meta.height).rev() {
             let page = self.read(page_id)?;
@@ -515,6 +519,7 @@ impl<'a> BatchWriter<'a> {
         } else {
             self.split_leaf(&path, cell)?;
         }
+        self.path_buffer = path;
         Ok(old_chain)
     }
 
@@ -647,6 +652,7 @@ impl<'a> BatchWriter<'a> {
         self.begin_mtr()?;
         self.change(leaf_id, Change::CellDelete { key })?;
         self.rebalance(&path)?;
+        self.path_buffer = path;
         if let Some(chain) = old_chain {
             self.free_overflow(chain)?;
         }

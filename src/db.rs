@@ -671,6 +671,12 @@ impl Db {
     }
 }
 
+// `Db` is shared between threads (`Arc<Db>`); keep it so.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Db>();
+};
+
 impl Drop for Db {
     fn drop(&mut self) {
         let _ = self.shutdown();

@@ -84,6 +84,7 @@ pub const META_PAGE_ID: PageId = 0;
 pub const LEAF_CELL_PREFIX: usize = 6;
 /// Bytes of a branch cell before its key.
 pub const BRANCH_CELL_PREFIX: usize = 6;
+const _: () = assert!(LEAF_CELL_PREFIX == BRANCH_CELL_PREFIX, "Node::key reads both cell kinds alike");
 const OVERFLOW_FLAG: u32 = 0x8000_0000;
 const META_MAGIC: [u8; 8] = *b"mtrdbDAT";
 const META_VERSION: u32 = 1;
@@ -415,7 +416,11 @@ impl<'a> Node<'a> {
     /// The key of the cell at `index`.
     #[must_use]
     pub fn key(&self, index: usize) -> &'a [u8] {
-        cell_key(self.cell(index))
+        // Leaf and branch cells both keep the key right after a 6-byte prefix that starts with
+        // its length; reading it directly keeps binary search cheap.
+        let offset = self.cell_offset(index);
+        let key_len = read_u16(self.bytes, offset).unwrap_or(0) as usize;
+        self.bytes.get(offset + LEAF_CELL_PREFIX..offset + LEAF_CELL_PREFIX + key_len).unwrap_or_default()
     }
 
     /// Binary search: `Ok(index)` of the key, or `Err(index)` where it would go.
@@ -698,7 +703,8 @@ pub(crate) fn defragment(page: &mut [u8]) {
     let count = node.len();
     let content_start = page_size - cells.len();
     let slots_end = HEADER_BYTES + SLOT_BYTES * count;
-    page[slots_end..].fill(0);
+    // Only the gap needs clearing: the content area is overwritten whole.
+    page[slots_end..content_start].fill(0);
     page[content_start..].copy_from_slice(&cells);
     for (index, offset) in offsets.into_iter().enumerate() {
         let at = HEADER_BYTES + SLOT_BYTES * index;

@@ -23,12 +23,12 @@
 //! interpret node contents beyond validation, and must not change page bytes except by handing a
 //! mutable page to the caller that applies a redo record.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use mtr::StorageFile;
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::error::{Error, Result};
 use crate::map::Mapping;
@@ -84,9 +84,9 @@ impl Pager {
             map: None,
             file_pages: 0,
             verified: Vec::new(),
-            unmapped_cache: Mutex::new(HashMap::new()),
-            dirty: HashMap::new(),
-            history: HashMap::new(),
+            unmapped_cache: Mutex::new(HashMap::default()),
+            dirty: HashMap::default(),
+            history: HashMap::default(),
         };
         pager.remap()?;
         Ok(pager)

@@ -102,9 +102,14 @@ impl MtrBuf {
         write_payload(&mut self.body);
         let payload_len = self.body.len() - payload_at;
         assert!(u32::try_from(payload_len).is_ok(), "record payload over 4 GiB");
-        let mut len_bytes = Vec::with_capacity(5);
-        varint::put(&mut len_bytes, payload_len as u64);
-        self.body.splice(len_at..payload_at, len_bytes);
+        let mut len_bytes = [0u8; varint::MAX_LEN_U64];
+        let len_len = varint::encode(&mut len_bytes, payload_len as u64);
+        if len_len > 1 {
+            let extra = len_len - 1;
+            self.body.resize(self.body.len() + extra, 0);
+            self.body.copy_within(payload_at..payload_at + payload_len, payload_at + extra);
+        }
+        self.body[len_at..len_at + len_len].copy_from_slice(&len_bytes[..len_len]);
         self.record_count += 1;
         let start = self.body.len() - payload_len;
         &self.body[start..]

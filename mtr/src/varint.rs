@@ -16,6 +16,18 @@ pub fn put(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
+/// Writes the encoding of `value` into `out`; returns the bytes used.
+pub fn encode(out: &mut [u8; MAX_LEN_U64], mut value: u64) -> usize {
+    let mut used = 0;
+    while value >= 0x80 {
+        out[used] = (value as u8) | 0x80;
+        value >>= 7;
+        used += 1;
+    }
+    out[used] = value as u8;
+    used + 1
+}
+
 /// Bytes the encoding of `value` takes.
 #[must_use]
 pub fn len(value: u64) -> usize {
@@ -56,6 +68,9 @@ mod tests {
             put(&mut out, value);
             assert_eq!(out.len(), len(value), "len of {value}");
             assert_eq!(get(&out), Some((value, out.len())));
+            let mut fixed = [0u8; MAX_LEN_U64];
+            let used = encode(&mut fixed, value);
+            assert_eq!(&fixed[..used], &out[..]);
         }
     }
 
