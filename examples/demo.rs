@@ -38,7 +38,7 @@ fn batch_ops(seed: u64, n: u64) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     for i in 0..OPS_PER_BATCH {
         let r = mix(seed ^ mix(n * 1_000_003 + i));
         let key = format!("user{:012}", r % key_space).into_bytes();
-        if r % 10 == 0 {
+        if r.is_multiple_of(10) {
             ops.push((key, None));
         } else {
             let len = 20 + (r >> 20) as usize % 380;
