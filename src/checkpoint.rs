@@ -3,11 +3,17 @@
 //!
 //! # Torn pages: doublewrite (as InnoDB)
 //! A page write interrupted by a crash can leave a page that is half old, half new; its checksum
-//! then fails, and redo cannot repair it because redo needs the page's prior state. So every page
-//! is first written, in batches of up to [`DOUBLEWRITE_BATCH_BYTES`], to the doublewrite file
+//! then fails, and redo cannot repair it because redo needs the page's prior state. So a page is
+//! first written, in batches of up to [`DOUBLEWRITE_BATCH_BYTES`], to the doublewrite file
 //! (`dblwr`), which is synced; only then are the batch's pages written in place and the data file
 //! synced, before the next batch reuses the doublewrite file. A page torn in place therefore
 //! always has an intact copy in the doublewrite file.
+//!
+//! The exception: a page whose redo since it last became dirty starts with a format record (a
+//! page created by a split, an overflow page, a freed page) does not need its old bytes, so redo
+//! alone rebuilds it from the checkpoint recovery starts at; it is written in place only (as
+//! PostgreSQL needs no full-page image for a page its WAL initialises). This halves the page
+//! writes of a tree grown since the last checkpoint.
 //!
 //! # Doublewrite file format
 //! A sequence of whole page images, each exactly as it is written in place (its header names its
@@ -32,6 +38,7 @@ use mtr::{Lsn, StorageFile};
 
 use crate::error::{Error, Result};
 use crate::page::{self, PageId};
+use crate::pager::DirtyImage;
 
 /// Bytes of pages written to the doublewrite file per batch.
 pub const DOUBLEWRITE_BATCH_BYTES: usize = 2 << 20;
@@ -40,6 +47,8 @@ pub const DOUBLEWRITE_BATCH_BYTES: usize = 2 << 20;
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct WriteBack {
     pub pages: u64,
+    /// Pages that went through the doublewrite file.
+    pub doublewritten: u64,
     pub batches: u64,
     pub syncs: u64,
 }
@@ -48,44 +57,54 @@ fn io<'a>(action: &'static str, path: &'a str) -> impl FnOnce(std::io::Error) ->
     move |source| Error::Io { action, path: path.to_string(), source }
 }
 
-/// Writes page images (ascending ids) to the data file through the doublewrite file.
+/// Writes page images (ascending ids) to the data file: through the doublewrite file, except
+/// pages that redo alone can rebuild ([`DirtyImage::rebuilt`]).
 pub(crate) fn write_pages(
     data: &Arc<dyn StorageFile>,
     data_name: &str,
     doublewrite: &Arc<dyn StorageFile>,
     doublewrite_name: &str,
     page_size: usize,
-    images: &[(PageId, Arc<[u8]>)],
+    images: &[DirtyImage],
 ) -> Result<WriteBack> {
     let mut counts = WriteBack::default();
     let per_batch = (DOUBLEWRITE_BATCH_BYTES / page_size).max(1);
-    let mut buffer = Vec::with_capacity(per_batch * page_size);
+    let mut sealed = Vec::with_capacity(per_batch * page_size);
+    let mut staged = Vec::with_capacity(per_batch * page_size);
     for batch in images.chunks(per_batch) {
-        buffer.clear();
-        for (page_id, image) in batch {
-            let start = buffer.len();
-            buffer.extend_from_slice(image);
-            page::seal(*page_id, &mut buffer[start..]);
-            debug_assert!(page::validate(*page_id, &buffer[start..]).is_ok());
+        sealed.clear();
+        staged.clear();
+        for dirty in batch {
+            let start = sealed.len();
+            sealed.extend_from_slice(&dirty.image);
+            page::seal(dirty.page_id, &mut sealed[start..]);
+            debug_assert!(page::validate(dirty.page_id, &sealed[start..]).is_ok());
+            if !dirty.rebuilt {
+                staged.extend_from_slice(&sealed[start..]);
+            }
         }
-        doublewrite.write_all_at(&buffer, 0).map_err(io("writing the doublewrite file", doublewrite_name))?;
-        doublewrite.sync_data().map_err(io("syncing the doublewrite file", doublewrite_name))?;
+        if !staged.is_empty() {
+            doublewrite.write_all_at(&staged, 0).map_err(io("writing the doublewrite file", doublewrite_name))?;
+            doublewrite.sync_data().map_err(io("syncing the doublewrite file", doublewrite_name))?;
+            counts.syncs += 1;
+            counts.doublewritten += (staged.len() / page_size) as u64;
+        }
         // In place, one write per run of consecutive page ids.
         let mut run_start = 0;
         while run_start < batch.len() {
             let mut run_end = run_start + 1;
-            while run_end < batch.len() && batch[run_end].0 == batch[run_end - 1].0 + 1 {
+            while run_end < batch.len() && batch[run_end].page_id == batch[run_end - 1].page_id + 1 {
                 run_end += 1;
             }
-            let bytes = &buffer[run_start * page_size..run_end * page_size];
-            let offset = u64::from(batch[run_start].0) * page_size as u64;
+            let bytes = &sealed[run_start * page_size..run_end * page_size];
+            let offset = u64::from(batch[run_start].page_id) * page_size as u64;
             data.write_all_at(bytes, offset).map_err(io("writing pages", data_name))?;
             run_start = run_end;
         }
         data.sync_data().map_err(io("syncing the data file", data_name))?;
         counts.pages += batch.len() as u64;
         counts.batches += 1;
-        counts.syncs += 2;
+        counts.syncs += 1;
     }
     Ok(counts)
 }

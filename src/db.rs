@@ -225,6 +225,8 @@ pub struct Stats {
     pub checkpoints: u64,
     /// Pages written back to the data file.
     pub pages_written: u64,
+    /// Of those, pages first written to the doublewrite file (the others redo alone can rebuild).
+    pub pages_doublewritten: u64,
     /// Pages currently dirty in memory.
     pub dirty_pages: u64,
     /// Page images kept for open snapshots.
@@ -247,6 +249,7 @@ struct Counters {
     overflow_pages_freed: AtomicU64,
     checkpoints: AtomicU64,
     pages_written: AtomicU64,
+    pages_doublewritten: AtomicU64,
 }
 
 impl Counters {
@@ -646,6 +649,7 @@ impl Db {
             overflow_pages_freed: load(&c.overflow_pages_freed),
             checkpoints: load(&c.checkpoints),
             pages_written: load(&c.pages_written),
+            pages_doublewritten: load(&c.pages_doublewritten),
             dirty_pages,
             snapshot_images,
             log: self.inner.log.stats(),
@@ -840,6 +844,7 @@ impl Inner {
         self.log.checkpoint(lsn).map_err(|e| self.fail(e.into()))?;
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.counters.pages_written.fetch_add(written.pages, Ordering::Relaxed);
+        self.counters.pages_doublewritten.fetch_add(written.doublewritten, Ordering::Relaxed);
         tracing::info!(lsn = lsn.0, pages = written.pages, doublewrite_batches = written.batches, "checkpoint written");
         Ok(())
     }

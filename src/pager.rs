@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use mtr::StorageFile;
 use parking_lot::Mutex;
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::error::{Error, Result};
 use crate::map::Mapping;
@@ -50,6 +50,16 @@ impl std::ops::Deref for PageRef<'_> {
     }
 }
 
+/// A dirty page as a checkpoint takes it.
+pub(crate) struct DirtyImage {
+    pub page_id: PageId,
+    /// Shared with the dirty table until a writer changes the page again.
+    pub image: Arc<[u8]>,
+    /// The page's redo since it last became dirty starts by rebuilding it from nothing (a format
+    /// record), so a torn write of it is repaired by redo alone and needs no doublewrite copy.
+    pub rebuilt: bool,
+}
+
 /// Images kept for snapshots: (last version the image was current for, image), ascending.
 type SnapshotImages = Vec<(u64, Arc<[u8]>)>;
 
@@ -68,6 +78,8 @@ pub(crate) struct Pager {
     /// Clean pages read without a mapping.
     unmapped_cache: Mutex<HashMap<PageId, Arc<[u8]>>>,
     dirty: HashMap<PageId, Arc<[u8]>>,
+    /// Dirty pages whose first change since they were last clean was a format record.
+    rebuilt: HashSet<PageId>,
     history: HashMap<PageId, SnapshotImages>,
 }
 
@@ -86,6 +98,7 @@ impl Pager {
             verified: Vec::new(),
             unmapped_cache: Mutex::new(HashMap::default()),
             dirty: HashMap::default(),
+            rebuilt: HashSet::default(),
             history: HashMap::default(),
         };
         pager.remap()?;
@@ -211,6 +224,13 @@ impl Pager {
                 Err(error) => return Err(error),
             };
             self.dirty.insert(page_id, image);
+            // The meta page is never exempt from the doublewrite file: it names the page size,
+            // which recovery needs before redo can rebuild anything.
+            if fresh && page_id != page::META_PAGE_ID {
+                self.rebuilt.insert(page_id);
+            } else {
+                self.rebuilt.remove(&page_id);
+            }
         }
         let Some(image) = self.dirty.get_mut(&page_id) else {
             return Err(Error::corrupt(page_id, "dirty page vanished"));
@@ -227,7 +247,10 @@ impl Pager {
         for (page_id, image) in undo {
             match image {
                 Some(image) => self.dirty.insert(page_id, image),
-                None => self.dirty.remove(&page_id),
+                None => {
+                    self.rebuilt.remove(&page_id);
+                    self.dirty.remove(&page_id)
+                }
             };
         }
     }
@@ -246,9 +269,17 @@ impl Pager {
 
     /// Every dirty page, by id, sharing the images (a checkpoint's copy costs nothing until a
     /// writer changes a page again).
-    pub(crate) fn dirty_images(&self) -> Vec<(PageId, Arc<[u8]>)> {
-        let mut images: Vec<_> = self.dirty.iter().map(|(id, image)| (*id, Arc::clone(image))).collect();
-        images.sort_unstable_by_key(|(id, _)| *id);
+    pub(crate) fn dirty_images(&self) -> Vec<DirtyImage> {
+        let mut images: Vec<_> = self
+            .dirty
+            .iter()
+            .map(|(id, image)| DirtyImage {
+                page_id: *id,
+                image: Arc::clone(image),
+                rebuilt: self.rebuilt.contains(id),
+            })
+            .collect();
+        images.sort_unstable_by_key(|dirty| dirty.page_id);
         images
     }
 
@@ -258,12 +289,15 @@ impl Pager {
 
     /// After a checkpoint wrote `written`: pages not changed since are clean again (readers now
     /// find them in the file), and every written page is validated afresh on its next read.
-    pub(crate) fn mark_written(&mut self, written: &[(PageId, Arc<[u8]>)]) -> Result<()> {
+    pub(crate) fn mark_written(&mut self, written: &[DirtyImage]) -> Result<()> {
         self.remap()?;
-        for (page_id, image) in written {
-            if self.dirty.get(page_id).is_some_and(|current| Arc::ptr_eq(current, image)) {
-                self.dirty.remove(page_id);
+        for dirty in written {
+            if self.dirty.get(&dirty.page_id).is_some_and(|current| Arc::ptr_eq(current, &dirty.image)) {
+                self.dirty.remove(&dirty.page_id);
             }
+            // Clean now, or changed since the image was taken: either way its redo from the
+            // checkpoint being written does not start with a format record.
+            self.rebuilt.remove(&dirty.page_id);
         }
         Ok(())
     }

@@ -111,8 +111,9 @@ pub(crate) fn redo(
     report.mtrs_discarded = held.len() as u64;
     report.scan_end_lsn = scanner.end().map_or(report.recovered_end_lsn, |end| end.lsn.0);
     // Every page the pass produced must be a well-formed page.
-    for (page_id, image) in pager.dirty_images() {
-        page::validate(page_id, &image).map_err(|e| Error::corrupt(page_id, format!("after redo: {}", e.0)))?;
+    for dirty in pager.dirty_images() {
+        page::validate(dirty.page_id, &dirty.image)
+            .map_err(|e| Error::corrupt(dirty.page_id, format!("after redo: {}", e.0)))?;
     }
     report.duration = started.elapsed();
     tracing::info!(
