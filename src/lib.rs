@@ -31,6 +31,7 @@
 //! - [`checkpoint`]: write-back through the doublewrite file, torn-page repair.
 //! - [`recovery`]: the redo pass.
 //! - [`check`]: the structural verification.
+//! - [`inspect`]: read-only inspection of a database directory (recovery in memory), for tools.
 //! - `map`: the read-only mapping, the only `unsafe` code.
 //! - [`mtr`] (its own crate): the redo log.
 //!
@@ -48,6 +49,7 @@ pub mod check;
 pub mod checkpoint;
 pub mod db;
 pub mod error;
+pub mod inspect;
 #[allow(unsafe_code)]
 mod map;
 pub mod page;

@@ -349,3 +349,221 @@ pub fn describe_value(value: LeafValue<'_>) -> String {
         LeafValue::Overflow { len, first_page } => format!("{len} bytes from overflow page {first_page}"),
     }
 }
+
+/// The name of a record kind (`"CELL_PUT"`), or `None` for a kind this engine does not define.
+#[must_use]
+pub fn kind_name(record_kind: u8) -> Option<&'static str> {
+    Some(match record_kind {
+        kind::NODE_FORMAT => "NODE_FORMAT",
+        kind::OVERFLOW_FORMAT => "OVERFLOW_FORMAT",
+        kind::FREE_FORMAT => "FREE_FORMAT",
+        kind::CELL_PUT => "CELL_PUT",
+        kind::CELL_DELETE => "CELL_DELETE",
+        kind::TRUNCATE_FROM => "TRUNCATE_FROM",
+        kind::CELLS_APPEND => "CELLS_APPEND",
+        kind::SET_LINK => "SET_LINK",
+        kind::META_INIT => "META_INIT",
+        kind::META_SET => "META_SET",
+        kind::BATCH_ABORT => "BATCH_ABORT",
+        _ => return None,
+    })
+}
+
+/// A one-line, human-readable description of a record, for inspection tools (`mtrdb log`): the
+/// kind's name and a short summary of the change, such as
+/// `CELL_PUT key="user42" (inline 100 B)`, `NODE_FORMAT leaf level=0 link=0 cells=17` or
+/// `META_SET root=5 height=2 pages=40 free_head=0`. Keys are shown escaped and shortened.
+///
+/// Never panics, whatever the payload: a payload that does not decode is described as
+/// malformed. Only the record's own bytes are read, so a cell's form (leaf or branch) is inferred
+/// from its shape where the record does not say it.
+#[must_use]
+pub fn describe_record(record_kind: u8, payload: &[u8]) -> String {
+    let Some(name) = kind_name(record_kind) else {
+        return format!("UNKNOWN(kind={record_kind}) {} B", payload.len());
+    };
+    let summary = match record_kind {
+        kind::NODE_FORMAT => describe_node_format(payload),
+        kind::OVERFLOW_FORMAT => u32_at(payload, 0).map(|link| format!("link={link} data={} B", payload.len() - 4)),
+        kind::FREE_FORMAT | kind::SET_LINK => {
+            u32_at(payload, 0).filter(|_| payload.len() == 4).map(|link| format!("link={link}"))
+        }
+        kind::CELL_PUT => describe_cell(payload),
+        kind::CELL_DELETE | kind::TRUNCATE_FROM => {
+            (!payload.is_empty()).then(|| format!("key={}", describe_key(payload)))
+        }
+        kind::CELLS_APPEND => describe_cells(payload).map(|cells| format!("{cells} ({} B)", payload.len())),
+        kind::META_INIT => match (payload.get(..8), payload.get(8..).and_then(decode_meta_state)) {
+            (Some(log_id), Some(state)) => {
+                let mut id = [0u8; 8];
+                id.copy_from_slice(log_id);
+                Some(format!("log_id={:#018x} {}", u64::from_le_bytes(id), describe_meta_state(state)))
+            }
+            _ => None,
+        },
+        kind::META_SET => decode_meta_state(payload).map(describe_meta_state),
+        kind::BATCH_ABORT => Some(if payload.is_empty() { String::new() } else { format!("{} B", payload.len()) }),
+        _ => None,
+    };
+    match summary {
+        Some(summary) if summary.is_empty() => name.to_string(),
+        Some(summary) => format!("{name} {summary}"),
+        None => format!("{name} <malformed payload: {} B>", payload.len()),
+    }
+}
+
+/// Keys longer than this are shown shortened.
+const DESCRIBED_KEY_BYTES: usize = 40;
+
+/// A key in double quotes: printable ASCII as is, `"` and `\` escaped, other bytes as `\xNN`;
+/// a long key is cut with its full length noted.
+fn describe_key(key: &[u8]) -> String {
+    let shown = key.get(..DESCRIBED_KEY_BYTES).unwrap_or(key);
+    let mut out = String::with_capacity(shown.len() + 2);
+    out.push('"');
+    for &byte in shown {
+        match byte {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(byte as char),
+            _ => out.push_str(&format!("\\x{byte:02x}")),
+        }
+    }
+    out.push('"');
+    if shown.len() < key.len() {
+        out.push_str(&format!("...({} B)", key.len()));
+    }
+    out
+}
+
+fn describe_meta_state(state: MetaState) -> String {
+    format!("root={} height={} pages={} free_head={}", state.root, state.height, state.page_count, state.free_head)
+}
+
+fn describe_node_format(payload: &[u8]) -> Option<String> {
+    let (&kind_byte, rest) = payload.split_first()?;
+    let (&level, rest) = rest.split_first()?;
+    let link = u32_at(rest, 0)?;
+    let node_kind = match PageKind::from_byte(kind_byte) {
+        Some(kind @ (PageKind::Leaf | PageKind::Branch)) => kind,
+        _ => return None,
+    };
+    let name = if node_kind == PageKind::Leaf { "leaf" } else { "branch" };
+    let cells = rest.get(4..)?;
+    let count = match page::split_cells(node_kind, cells) {
+        Some(split) => {
+            let keys = match (split.first(), split.last()) {
+                (Some(first), Some(last)) => {
+                    format!(" keys {}..{}", describe_key(page::cell_key(first)), describe_key(page::cell_key(last)))
+                }
+                _ => String::new(),
+            };
+            format!("cells={}{keys}", split.len())
+        }
+        None => format!("cells=<malformed {} B>", cells.len()),
+    };
+    Some(format!("{name} level={level} link={link} {count}"))
+}
+
+/// One cell, leaf or branch, told apart by its shape: a branch cell is exactly its prefix and key
+/// with a nonzero child id; a leaf cell carries its inline value or an overflow page id after the
+/// key.
+fn describe_cell(cell: &[u8]) -> Option<String> {
+    let key_len = usize::from(u16::from_le_bytes([*cell.first()?, *cell.get(1)?]));
+    let word = u32_at(cell, 2)?;
+    let key = cell.get(page::LEAF_CELL_PREFIX..page::LEAF_CELL_PREFIX + key_len)?;
+    if key.is_empty() {
+        return None;
+    }
+    let rest = cell.len() - page::LEAF_CELL_PREFIX - key_len;
+    let key = describe_key(key);
+    if word & 0x8000_0000 != 0 && rest == 4 {
+        let first_page = u32_at(cell, page::LEAF_CELL_PREFIX + key_len)?;
+        return Some(format!("key={key} (overflow {} B from page {first_page})", word & !0x8000_0000));
+    }
+    if rest == 0 && word != 0 {
+        return Some(format!("key={key} child={word}"));
+    }
+    (word as usize == rest).then(|| format!("key={key} (inline {rest} B)"))
+}
+
+// Leaf and branch cells both start with `key_len: u16` and a `u32`; `describe_cell` relies on it.
+const _: () = assert!(page::LEAF_CELL_PREFIX == page::BRANCH_CELL_PREFIX);
+
+/// A run of cells: counted as leaf cells if they parse as such, else as branch cells.
+fn describe_cells(cells: &[u8]) -> Option<String> {
+    let (form, split) = match page::split_cells(PageKind::Leaf, cells) {
+        Some(split) => ("leaf", split),
+        None => ("branch", page::split_cells(PageKind::Branch, cells)?),
+    };
+    let keys = match (split.first(), split.last()) {
+        (Some(first), Some(last)) => {
+            format!(" keys {}..{}", describe_key(page::cell_key(first)), describe_key(page::cell_key(last)))
+        }
+        _ => String::new(),
+    };
+    Some(format!("{} {form} cells{keys}", split.len()))
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::*;
+
+    fn payload(change: &Change<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        change.encode(&mut out);
+        out
+    }
+
+    #[test]
+    fn describes_each_kind() {
+        let mut leaf_cell = Vec::new();
+        page::encode_leaf_cell(&mut leaf_cell, b"user42", LeafValue::Inline(&[0; 100]));
+        assert_eq!(describe_record(kind::CELL_PUT, &leaf_cell), "CELL_PUT key=\"user42\" (inline 100 B)");
+        let mut branch_cell = Vec::new();
+        page::encode_branch_cell(&mut branch_cell, b"m\x01", 12);
+        assert_eq!(describe_record(kind::CELL_PUT, &branch_cell), "CELL_PUT key=\"m\\x01\" child=12");
+        let mut overflow_cell = Vec::new();
+        page::encode_leaf_cell(&mut overflow_cell, b"big", LeafValue::Overflow { len: 9000, first_page: 7 });
+        assert_eq!(
+            describe_record(kind::CELL_PUT, &overflow_cell),
+            "CELL_PUT key=\"big\" (overflow 9000 B from page 7)"
+        );
+        let cells = [leaf_cell.clone(), overflow_cell.clone()].concat();
+        let format = payload(&Change::NodeFormat { node_kind: PageKind::Leaf, level: 0, link: 0, cells: &cells });
+        assert_eq!(
+            describe_record(kind::NODE_FORMAT, &format),
+            "NODE_FORMAT leaf level=0 link=0 cells=2 keys \"user42\"..\"big\""
+        );
+        let state = MetaState { root: 5, height: 2, page_count: 40, free_head: 0 };
+        assert_eq!(
+            describe_record(kind::META_SET, &payload(&Change::MetaSet { state })),
+            "META_SET root=5 height=2 pages=40 free_head=0"
+        );
+        assert_eq!(describe_record(kind::SET_LINK, &payload(&Change::SetLink { link: 9 })), "SET_LINK link=9");
+        assert_eq!(describe_record(kind::CELL_DELETE, b"k"), "CELL_DELETE key=\"k\"");
+        assert_eq!(describe_record(kind::BATCH_ABORT, &[]), "BATCH_ABORT");
+        assert_eq!(describe_record(kind::META_SET, &[1, 2]), "META_SET <malformed payload: 2 B>");
+        assert_eq!(describe_record(200, &[1, 2, 3]), "UNKNOWN(kind=200) 3 B");
+        let long_key = vec![b'a'; 100];
+        assert!(describe_record(kind::CELL_DELETE, &long_key).ends_with("...(100 B)"));
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_payloads() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let record_kind = (next() % 20) as u8 + 14;
+            let len = (next() % 64) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let text = describe_record(record_kind, &bytes);
+            assert!(!text.is_empty());
+        }
+    }
+}
