@@ -1,9 +1,9 @@
 //! The B+tree: search, insert, delete, split, merge and overflow chains, built as mtrs.
 //!
-//! Readers descend through a [`PageSource`] (the newest committed state, or a snapshot).
-//! Writers use a [`BatchWriter`], which owns the open mtr: every page change is a [`Change`]
+//! Readers descend through a `PageSource` (the newest committed state, or a snapshot).
+//! Writers use a `BatchWriter`, which owns the open mtr: every page change is a [`Change`]
 //! encoded into the mtr and applied by [`redo::apply`], and the page is handed out mutably only
-//! inside [`BatchWriter::change`]. Code in this module therefore cannot change a page without
+//! inside `BatchWriter::change`. Code in this module therefore cannot change a page without
 //! logging it.
 //!
 //! # How operations map onto mtrs

@@ -475,7 +475,8 @@ impl<'a> Node<'a> {
     pub fn used_bytes(&self) -> usize {
         let content_start = self.header().content_start.get() as usize;
         let frag = self.header().frag_bytes.get() as usize;
-        HEADER_BYTES + SLOT_BYTES * self.len() + (self.bytes.len() - content_start - frag)
+        // Saturating: a view of bytes that were never validated must not panic.
+        HEADER_BYTES + SLOT_BYTES * self.len() + self.bytes.len().saturating_sub(content_start).saturating_sub(frag)
     }
 
     /// Bytes a new cell (with its slot) could use after a defragmentation.

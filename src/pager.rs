@@ -1,7 +1,7 @@
 //! The pager: page ids to bytes, the dirty-page table, snapshot images, and writing pages back.
 //!
 //! # How pages are held
-//! - A **clean** page is read from the data file through the read-only mapping ([`crate::map`]),
+//! - A **clean** page is read from the data file through the read-only mapping (module `map`),
 //!   or, on storage that cannot be mapped (the fault-injecting test storage), through positioned
 //!   reads into a cache. Before its first use it is checksummed and validated.
 //! - A **dirty** page is a private copy (`Arc<[u8]>`) in the dirty table; readers find it there
@@ -33,6 +33,9 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use crate::error::{Error, Result};
 use crate::map::Mapping;
 use crate::page::{self, PageId};
+
+/// Clean pages kept for storage that cannot be mapped.
+const UNMAPPED_CACHE_PAGES: usize = 16 * 1024;
 
 /// A page's bytes as a reader sees them.
 pub(crate) enum PageRef<'a> {
@@ -179,7 +182,13 @@ impl Pager {
         self.data.read_exact_at(&mut bytes, offset as u64).map_err(io_error("reading a page", &self.data_name))?;
         check_page(page_id, &bytes)?;
         let image: Arc<[u8]> = bytes.into();
-        self.unmapped_cache.lock().insert(page_id, Arc::clone(&image));
+        let mut cache = self.unmapped_cache.lock();
+        if cache.len() >= UNMAPPED_CACHE_PAGES {
+            // Bounded memory for storage that cannot be mapped (inspection overlays of large
+            // databases): start over rather than track recency; these paths are not hot.
+            cache.clear();
+        }
+        cache.insert(page_id, Arc::clone(&image));
         Ok(PageRef::Shared(image))
     }
 
