@@ -16,11 +16,25 @@
 //! writes of a tree grown since the last checkpoint.
 //!
 //! # Doublewrite file format
-//! A sequence of whole page images, each exactly as it is written in place (its header names its
-//! page id; its checksum covers that id). Nothing else. A slot is usable for repair if its image
-//! is valid and **its LSN is newer than the checkpoint recovery starts from**: only pages of the
-//! checkpoint that was interrupted qualify, so a stale copy left by an earlier checkpoint can
-//! never replace a page that was damaged later (its LSN is at or below that checkpoint).
+//! One header block of `page_size` bytes, then the batch's page images, image `i` at byte
+//! `(i + 1) * page_size`, each exactly as it is written in place (its header names its page id;
+//! its checksum covers that id). The header (little-endian):
+//!
+//! | offset | size | field                                                                  |
+//! |--------|------|------------------------------------------------------------------------|
+//! | 0      | 8    | magic `b"mtrdbDWR"`                                                    |
+//! | 8      | 8    | `log_id`: the database's redo log id                                   |
+//! | 16     | 8    | `base_checkpoint`: the number of the last completed checkpoint when the batch was written; its images belong to the checkpoint after it |
+//! | 24     | 4    | `pages`: images in the batch                                           |
+//! | 28     | 4    | `page_size`                                                            |
+//! | 32     | 4    | CRC-32C of bytes 0..32                                                 |
+//!
+//! Recovery uses the images only if the header is intact, names this database's log, and its
+//! `base_checkpoint` is the checkpoint recovery starts from: only the checkpoint that was
+//! interrupted can have torn a page. Of those images, only valid ones whose LSN is newer than that
+//! checkpoint are used, the newest per page, and only where the page in place is damaged or
+//! missing. A doublewrite file from another database, or left by an earlier checkpoint, can
+//! therefore never replace a page.
 //!
 //! # Order of a checkpoint ([`crate::db`] drives it)
 //! 1. Between batches, take the dirty page images (shared, no copy) and the log's end LSN `L`.
@@ -34,11 +48,53 @@
 
 use std::sync::Arc;
 
-use mtr::{Lsn, StorageFile};
+use mtr::{Checkpoint, StorageFile};
 
 use crate::error::{Error, Result};
 use crate::page::{self, PageId};
 use crate::pager::DirtyImage;
+
+/// Identifies the checkpoint a doublewrite batch belongs to (see the module doc).
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct DoublewriteTag {
+    pub log_id: u64,
+    pub base_checkpoint: u64,
+}
+
+const DOUBLEWRITE_MAGIC: [u8; 8] = *b"mtrdbDWR";
+const DOUBLEWRITE_HEADER_BYTES: usize = 36;
+
+fn encode_doublewrite_header(out: &mut [u8], tag: DoublewriteTag, pages: u32, page_size: usize) {
+    out[..8].copy_from_slice(&DOUBLEWRITE_MAGIC);
+    out[8..16].copy_from_slice(&tag.log_id.to_le_bytes());
+    out[16..24].copy_from_slice(&tag.base_checkpoint.to_le_bytes());
+    out[24..28].copy_from_slice(&pages.to_le_bytes());
+    out[28..32].copy_from_slice(&(page_size as u32).to_le_bytes());
+    let crc = crc32c::crc32c(&out[..32]);
+    out[32..36].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// `(tag, pages, page_size)` from an intact header.
+fn decode_doublewrite_header(bytes: &[u8]) -> Option<(DoublewriteTag, u32, usize)> {
+    let header = bytes.get(..DOUBLEWRITE_HEADER_BYTES)?;
+    let u64_at = |at: usize| header.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    let u32_at = |at: usize| header.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+    if header[..8] != DOUBLEWRITE_MAGIC || crc32c::crc32c(&header[..32]) != u32_at(32)? {
+        return None;
+    }
+    let tag = DoublewriteTag { log_id: u64_at(8)?, base_checkpoint: u64_at(16)? };
+    Some((tag, u32_at(24)?, u32_at(28)? as usize))
+}
+
+/// The page size a doublewrite file's header records (a fallback when page 0's first sector
+/// tore while the database was being created).
+pub(crate) fn doublewrite_page_size(doublewrite: &Arc<dyn StorageFile>) -> Option<usize> {
+    let mut header = [0u8; DOUBLEWRITE_HEADER_BYTES];
+    doublewrite.read_exact_at(&mut header, 0).ok()?;
+    decode_doublewrite_header(&header)
+        .map(|(_, _, page_size)| page_size)
+        .filter(|size| size.is_power_of_two() && (page::MIN_PAGE_SIZE..=page::MAX_PAGE_SIZE).contains(size))
+}
 
 /// Bytes of pages written to the doublewrite file per batch.
 pub const DOUBLEWRITE_BATCH_BYTES: usize = 2 << 20;
@@ -66,6 +122,7 @@ pub(crate) fn write_pages(
     doublewrite_name: &str,
     page_size: usize,
     images: &[DirtyImage],
+    tag: DoublewriteTag,
 ) -> Result<WriteBack> {
     let mut counts = WriteBack::default();
     let per_batch = (DOUBLEWRITE_BATCH_BYTES / page_size).max(1);
@@ -74,6 +131,7 @@ pub(crate) fn write_pages(
     for batch in images.chunks(per_batch) {
         sealed.clear();
         staged.clear();
+        staged.resize(page_size, 0); // the header block, filled in below
         for dirty in batch {
             let start = sealed.len();
             sealed.extend_from_slice(&dirty.image);
@@ -83,11 +141,13 @@ pub(crate) fn write_pages(
                 staged.extend_from_slice(&sealed[start..]);
             }
         }
-        if !staged.is_empty() {
+        let staged_pages = staged.len() / page_size - 1;
+        if staged_pages > 0 {
+            encode_doublewrite_header(&mut staged[..page_size], tag, staged_pages as u32, page_size);
             doublewrite.write_all_at(&staged, 0).map_err(io("writing the doublewrite file", doublewrite_name))?;
             doublewrite.sync_data().map_err(io("syncing the doublewrite file", doublewrite_name))?;
             counts.syncs += 1;
-            counts.doublewritten += (staged.len() / page_size) as u64;
+            counts.doublewritten += staged_pages as u64;
         }
         // In place, one write per run of consecutive page ids.
         let mut run_start = 0;
@@ -117,15 +177,28 @@ pub(crate) fn repair_torn_pages(
     doublewrite: &Arc<dyn StorageFile>,
     doublewrite_name: &str,
     page_size: usize,
-    checkpoint_lsn: Lsn,
+    checkpoint: Checkpoint,
+    log_id: u64,
 ) -> Result<Vec<PageId>> {
+    let checkpoint_lsn = checkpoint.lsn;
     let len = doublewrite.len().map_err(io("reading the doublewrite file's length", doublewrite_name))?;
-    let slots = len / page_size as u64;
+    let mut header = [0u8; DOUBLEWRITE_HEADER_BYTES];
+    if len < page_size as u64 || doublewrite.read_exact_at(&mut header, 0).is_err() {
+        return Ok(Vec::new());
+    }
+    let slots = match decode_doublewrite_header(&header) {
+        Some((tag, pages, size))
+            if tag.log_id == log_id && tag.base_checkpoint == checkpoint.number && size == page_size =>
+        {
+            u64::from(pages).min(len / page_size as u64 - 1)
+        }
+        _ => return Ok(Vec::new()),
+    };
     let mut best: std::collections::BTreeMap<PageId, Vec<u8>> = std::collections::BTreeMap::new();
     let mut image = vec![0u8; page_size];
     for slot in 0..slots {
         doublewrite
-            .read_exact_at(&mut image, slot * page_size as u64)
+            .read_exact_at(&mut image, (slot + 1) * page_size as u64)
             .map_err(io("reading the doublewrite file", doublewrite_name))?;
         let page_id = page::header(&image).page_id.get();
         if !page::checksum_ok(page_id, &image) || page::validate(page_id, &image).is_err() {

@@ -44,12 +44,16 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::btree::{self, AtVersion, BatchWriter, Latest, WriteCounts};
 use crate::check::{self, CheckReport};
-use crate::checkpoint;
+use crate::checkpoint::{self, DoublewriteTag};
 use crate::error::{Error, Result};
 use crate::page::{self, MAX_KEY_BYTES};
 use crate::pager::Pager;
 use crate::recovery::{self, RecoveryReport};
 use crate::replay::ReplayJournal;
+
+/// The checkpoint number a new database's log reaches once creation is complete: the log starts
+/// at 1, resuming it writes 2, and the checkpoint after the first pages are written writes 3.
+const CREATED_DATABASE_CHECKPOINT: u64 = 3;
 
 /// The data file's name.
 pub const DATA_FILE: &str = "data.mtrdb";
@@ -363,6 +367,32 @@ impl Db {
         let started = Instant::now();
         let describe = |name: &str| storage.describe(name);
         let data_exists = storage.exists(DATA_FILE).map_err(io_at("looking for the data file", describe(DATA_FILE)))?;
+        let data_is_empty = !data_exists
+            || storage
+                .open_file(DATA_FILE, OpenMode::Existing)
+                .and_then(|file| file.len())
+                .map_err(io_at("reading the data file's length", describe(DATA_FILE)))?
+                == 0;
+        if data_is_empty {
+            // Either a new database, or one whose creation was cut short (its data file is
+            // empty until the creating checkpoint, which `open` waits for). But a redo log that
+            // records that checkpoint belongs to a database that was created: its data file was
+            // lost afterwards, and starting over would destroy the log too.
+            let created = storage
+                .open_file(LOG_FILE, OpenMode::Existing)
+                .ok()
+                .and_then(|file| LogFile::open(file).ok())
+                .and_then(|log| log.latest_checkpoint().ok())
+                .is_some_and(|checkpoint| checkpoint.number >= CREATED_DATABASE_CHECKPOINT);
+            if created {
+                return Err(Error::NotADatabase {
+                    path: describe(DATA_FILE),
+                    detail: "the data file is missing or empty, but the redo log beside it belongs to a database that \
+                             was created; refusing to start over (restore the data file from a backup)"
+                        .into(),
+                });
+            }
+        }
         let data = if data_exists {
             storage
                 .open_file(DATA_FILE, OpenMode::Existing)
@@ -398,10 +428,10 @@ impl Db {
             page::claimed_page_size(&first_bytes)
                 .filter(|size| size.is_power_of_two() && (page::MIN_PAGE_SIZE..=page::MAX_PAGE_SIZE).contains(size))
         };
-        let page_size = claimed(&data).or_else(|| claimed(&doublewrite)).ok_or_else(|| Error::NotADatabase {
-            path: describe(DATA_FILE),
-            detail: "no mtrdb meta page at its start".into(),
-        })?;
+        let page_size =
+            claimed(&data).or_else(|| checkpoint::doublewrite_page_size(&doublewrite)).ok_or_else(|| {
+                Error::NotADatabase { path: describe(DATA_FILE), detail: "no mtrdb meta page at its start".into() }
+            })?;
         if let Some(requested) = options.page_size {
             if requested != page_size {
                 return Err(Error::PageSizeMismatch { existing: page_size, requested });
@@ -421,7 +451,8 @@ impl Db {
             &doublewrite,
             &describe(DOUBLEWRITE_FILE),
             page_size,
-            checkpoint.lsn,
+            checkpoint,
+            log_file.log_id(),
         )?;
         let mut pager = Pager::open(data, describe(DATA_FILE), page_size)?;
         let report = recovery::redo(
@@ -459,6 +490,7 @@ impl Db {
                 &describe(DOUBLEWRITE_FILE),
                 page_size,
                 &images,
+                DoublewriteTag { log_id: log_file.log_id(), base_checkpoint: checkpoint.number },
             )?;
             pager.mark_written(&images)?;
         }
@@ -478,6 +510,7 @@ impl Db {
         let describe = |name: &str| storage.describe(name);
         let page_size = options.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
         storage.remove_file(LOG_FILE).map_err(io_at("removing a half-created redo log", describe(LOG_FILE)))?;
+        doublewrite.set_len(0).map_err(io_at("emptying the doublewrite file", describe(DOUBLEWRITE_FILE)))?;
         let log_file = storage
             .open_file(LOG_FILE, OpenMode::CreateNew)
             .map_err(io_at("creating the redo log", describe(LOG_FILE)))?;
@@ -497,6 +530,7 @@ impl Db {
             &describe(DOUBLEWRITE_FILE),
             page_size,
             &images,
+            DoublewriteTag { log_id, base_checkpoint: log.last_checkpoint().number },
         )?;
         pager.mark_written(&images)?;
         log.checkpoint(end)?;
@@ -825,6 +859,9 @@ impl Inner {
             let tree = self.tree.read();
             (tree.pager.dirty_images(), self.log.end_lsn())
         };
+        // Checkpoints are serialised, so the last completed one cannot change under this one.
+        let tag =
+            DoublewriteTag { log_id: self.log.file().log_id(), base_checkpoint: self.log.last_checkpoint().number };
         if images.is_empty() && lsn == self.log.last_checkpoint().lsn {
             return Ok(());
         }
@@ -838,6 +875,7 @@ impl Inner {
             &self.storage.describe(DOUBLEWRITE_FILE),
             self.page_size,
             &images,
+            tag,
         )
         .map_err(|e| self.fail(e))?;
         self.tree.write().pager.mark_written(&images).map_err(|e| self.fail(e))?;
