@@ -377,7 +377,8 @@ impl<'a> BatchWriter<'a> {
         let frame_bytes = self.mtr.body().len() as u64 + 32;
         if self.log.free_bytes() < frame_bytes + ABORT_RESERVE_BYTES {
             return Err(Error::BatchTooLarge {
-                needed: frame_bytes + self.log.file().capacity() - self.log.free_bytes(),
+                // Live redo, the batch so far, this mtr and the reserve for the abort record.
+                needed: self.log.file().capacity() - self.log.free_bytes() + frame_bytes + ABORT_RESERVE_BYTES,
                 capacity: self.log.file().capacity(),
             });
         }

@@ -836,7 +836,7 @@ impl Inner {
     fn make_log_room(&self, estimate: u64) -> Result<()> {
         let capacity = self.log.file().capacity();
         if estimate + btree::ABORT_RESERVE_BYTES > capacity {
-            return Err(Error::BatchTooLarge { needed: estimate, capacity });
+            return Err(Error::BatchTooLarge { needed: estimate + btree::ABORT_RESERVE_BYTES, capacity });
         }
         // Leave room for the batch (twice its payload covers splits) and a margin.
         let wanted = (estimate.saturating_mul(2) + capacity / 8).min(capacity - btree::ABORT_RESERVE_BYTES);

@@ -89,9 +89,9 @@ pub enum Error {
         max: usize,
     },
     /// The batch's redo does not fit in the redo log; nothing of it was applied.
-    #[error("the batch needs more redo log space than the log has ({needed} bytes needed, {capacity} capacity); split it or open with a larger log_capacity")]
+    #[error("the batch does not fit in the redo log: it needs {needed} bytes of log space, the log holds {capacity}; nothing of it was applied (split the batch, or open with a larger log_capacity)")]
     BatchTooLarge {
-        /// Redo bytes the batch needed (at least).
+        /// Log bytes that would be in use with the batch (at least; always more than `capacity`).
         needed: u64,
         /// The log's capacity.
         capacity: u64,
