@@ -153,12 +153,13 @@ fn within_high(key: &[u8], high: &Bound<Vec<u8>>) -> bool {
     }
 }
 
-/// The next leaf's worth of entries after `low` (and within `high`).
+/// The next entries after `low` (and within `high`): at most `limit`, from one leaf.
 pub(crate) fn chunk_forward(
     source: &impl PageSource,
     low: &Bound<Vec<u8>>,
     high: &Bound<Vec<u8>>,
     page_size: usize,
+    limit: usize,
 ) -> Result<LeafChunk> {
     let meta = read_meta(source)?;
     let mut page_id = meta.root;
@@ -177,19 +178,23 @@ pub(crate) fn chunk_forward(
         let node = node_at(&page, page_id, 0)?;
         let mut entries = Vec::new();
         let mut exhausted = false;
-        for index in 0..node.len() {
+        let first = match low {
+            Bound::Unbounded => 0,
+            Bound::Included(key) => node.search(key).unwrap_or_else(|index| index),
+            Bound::Excluded(key) => node.search(key).map_or_else(|index| index, |index| index + 1),
+        };
+        let mut index = first;
+        while index < node.len() && entries.len() < limit {
             let key = node.key(index);
-            if !within_low(key, low) {
-                continue;
-            }
             if !within_high(key, high) {
                 exhausted = true;
                 break;
             }
             entries.push((key.to_vec(), read_value(source, node.leaf_value(index), page_size)?));
+            index += 1;
         }
         let next = node.link();
-        if next == 0 {
+        if next == 0 && index == node.len() {
             exhausted = true;
         }
         if !entries.is_empty() || exhausted {
@@ -203,12 +208,14 @@ pub(crate) fn chunk_forward(
     }
 }
 
-/// The previous leaf's worth of entries before `high` (and within `low`), last key first.
+/// The previous entries before `high` (and within `low`), last key first: at most `limit`, from
+/// one leaf.
 pub(crate) fn chunk_backward(
     source: &impl PageSource,
     low: &Bound<Vec<u8>>,
     high: &Bound<Vec<u8>>,
     page_size: usize,
+    limit: usize,
 ) -> Result<LeafChunk> {
     let meta = read_meta(source)?;
     let mut high = high.clone();
@@ -237,24 +244,30 @@ pub(crate) fn chunk_backward(
         let node = node_at(&page, page_id, 0)?;
         let mut entries = Vec::new();
         let mut exhausted = false;
-        for index in (0..node.len()).rev() {
-            let key = node.key(index);
-            if !within_high(key, &high) {
-                continue;
-            }
+        // One past the last index within `high`.
+        let end = match &high {
+            Bound::Unbounded => node.len(),
+            Bound::Included(key) => node.search(key).map_or_else(|index| index, |index| index + 1),
+            Bound::Excluded(key) => node.search(key).unwrap_or_else(|index| index),
+        };
+        let mut index = end;
+        while index > 0 && entries.len() < limit {
+            let key = node.key(index - 1);
             if !within_low(key, low) {
                 exhausted = true;
                 break;
             }
-            entries.push((key.to_vec(), read_value(source, node.leaf_value(index), page_size)?));
+            entries.push((key.to_vec(), read_value(source, node.leaf_value(index - 1), page_size)?));
+            index -= 1;
         }
+        let stopped_by_limit = index > 0 && entries.len() == limit && !exhausted;
         // Keys below the fence can still be in range only if the low bound lies below it.
         let more_below = match (&fence, low) {
             (None, _) => false,
             (Some(_), Bound::Unbounded) => true,
             (Some(fence), Bound::Included(bound) | Bound::Excluded(bound)) => bound < fence,
         };
-        if !more_below {
+        if !more_below && !stopped_by_limit {
             exhausted = true;
         }
         if !entries.is_empty() || exhausted {

@@ -950,7 +950,14 @@ pub struct Iter<'a> {
     back: VecDeque<(Vec<u8>, Vec<u8>)>,
     back_exhausted: bool,
     finished: bool,
+    /// Entries the next fill of each end copies out: small at first (short scans are the common
+    /// case), growing to whole leaves.
+    front_limit: usize,
+    back_limit: usize,
 }
+
+/// Entries the first fill of an iterator copies out.
+const FIRST_FILL_ENTRIES: usize = 16;
 
 fn range_is_empty(low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool {
     match (low, high) {
@@ -976,6 +983,8 @@ impl<'a> Iter<'a> {
             back: VecDeque::new(),
             back_exhausted: false,
             finished: empty,
+            front_limit: FIRST_FILL_ENTRIES,
+            back_limit: FIRST_FILL_ENTRIES,
         }
     }
 
@@ -985,13 +994,15 @@ impl<'a> Iter<'a> {
         let source = AtVersion(&tree.pager, version);
         let page_size = self.db.inner.page_size;
         if forward {
-            let chunk = btree::chunk_forward(&source, &self.low, &self.high, page_size)?;
+            let chunk = btree::chunk_forward(&source, &self.low, &self.high, page_size, self.front_limit)?;
             self.front.extend(chunk.entries);
             self.front_exhausted = chunk.exhausted;
+            self.front_limit = self.front_limit.saturating_mul(4);
         } else {
-            let chunk = btree::chunk_backward(&source, &self.low, &self.high, page_size)?;
+            let chunk = btree::chunk_backward(&source, &self.low, &self.high, page_size, self.back_limit)?;
             self.back.extend(chunk.entries);
             self.back_exhausted = chunk.exhausted;
+            self.back_limit = self.back_limit.saturating_mul(4);
         }
         Ok(())
     }
