@@ -73,6 +73,9 @@ pub struct DirStorage {
     _lock: File,
 }
 
+/// How long [`DirStorage::open`] retries a held lock before reporting it.
+pub const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The name of the lock file inside a database directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
 
@@ -87,15 +90,25 @@ impl DirStorage {
         }
         let lock =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(LOCK_FILE_NAME))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    format!("{} is locked by another open database", dir.display()),
-                ))
+        // A lock that was just released can linger for an instant: another thread of this
+        // process that is spawning a child shares every descriptor with it between fork and exec,
+        // and the lock lives as long as any copy. So a held lock is retried briefly before it is
+        // reported; a database really open elsewhere still fails after LOCK_RETRY.
+        let deadline = std::time::Instant::now() + LOCK_RETRY;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("{} is locked by another open database", dir.display()),
+                    ))
+                }
+                Err(std::fs::TryLockError::Error(error)) => return Err(error),
             }
-            Err(std::fs::TryLockError::Error(error)) => return Err(error),
         }
         Ok(DirStorage { dir: dir.to_path_buf(), _lock: lock })
     }

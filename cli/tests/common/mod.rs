@@ -160,6 +160,16 @@ pub fn mtrdb_ok(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Runs `mtrdb`: its standard output if it exits 0, else its standard error.
+pub fn mtrdb_result(args: &[&str]) -> Result<String, String> {
+    let output = mtrdb(args);
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
 /// Asserts `mtrdb` failed with a message and without a panic; returns its standard error.
 pub fn mtrdb_fails(args: &[&str]) -> String {
     let output = mtrdb(args);
