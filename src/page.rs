@@ -183,6 +183,19 @@ pub struct MetaState {
     pub free_head: PageId,
 }
 
+impl MetaState {
+    /// Whether the fields are consistent: a root inside the file, at most 64 levels, a free list
+    /// head inside the file. [`validate`] and the redo records that set them both require it.
+    #[must_use]
+    pub fn is_plausible(&self) -> bool {
+        (1..=64).contains(&self.height)
+            && self.page_count >= 2
+            && self.root != 0
+            && self.root < self.page_count
+            && self.free_head < self.page_count
+    }
+}
+
 /// Why a page is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -508,13 +521,7 @@ pub fn validate(page_id: PageId, page: &[u8]) -> Result<PageKind, PageError> {
                 return Err(bad(format!("meta page records page size {}", meta.page_size.get())));
             }
             let state = meta_state(page);
-            if state.height == 0
-                || state.height > 64
-                || state.page_count < 2
-                || state.root == 0
-                || state.root >= state.page_count
-                || state.free_head >= state.page_count
-            {
+            if !state.is_plausible() {
                 return Err(bad(format!("implausible meta state {state:?}")));
             }
         }

@@ -226,6 +226,9 @@ pub fn apply(record_kind: u8, page_id: PageId, payload: &[u8], page: &mut [u8]) 
             if (node_kind == PageKind::Leaf) != (level == 0) {
                 return Err(fail("level does not match the node kind"));
             }
+            if node_kind == PageKind::Branch && link == 0 {
+                return Err(fail("a branch needs a leftmost child"));
+            }
             let cells = page::split_cells(node_kind, &rest[4..]).ok_or_else(|| fail("malformed cells"))?;
             page::format(page, page_id, node_kind, level, link);
             append_cells(page, &cells).map_err(|e| fail(&e))?;
@@ -289,6 +292,9 @@ pub fn apply(record_kind: u8, page_id: PageId, payload: &[u8], page: &mut [u8]) 
             if !matches!(kind, Some(PageKind::Leaf | PageKind::Branch | PageKind::Overflow | PageKind::Free)) {
                 return Err(fail("page has no link"));
             }
+            if kind == Some(PageKind::Branch) && link == 0 {
+                return Err(fail("a branch needs a leftmost child"));
+            }
             page::header_mut(page).link.set(link);
         }
         kind::META_INIT => {
@@ -296,7 +302,8 @@ pub fn apply(record_kind: u8, page_id: PageId, payload: &[u8], page: &mut [u8]) 
                 return Err(fail("meta init off page 0 or of the wrong size"));
             }
             let log_id = u64::from_le_bytes(payload[..8].try_into().map_err(|_| fail("log id"))?);
-            let state = decode_meta_state(&payload[8..]).ok_or_else(|| fail("meta state"))?;
+            let state =
+                decode_meta_state(&payload[8..]).filter(MetaState::is_plausible).ok_or_else(|| fail("meta state"))?;
             page::format(page, page_id, PageKind::Meta, 0, 0);
             page::init_meta(page, log_id);
             page::set_meta_state(page, state);
@@ -305,7 +312,7 @@ pub fn apply(record_kind: u8, page_id: PageId, payload: &[u8], page: &mut [u8]) 
             if page_id != page::META_PAGE_ID || page::header(page).kind != PageKind::Meta as u8 {
                 return Err(fail("meta set on a page that is not the meta page"));
             }
-            let state = decode_meta_state(payload).ok_or_else(|| fail("meta state"))?;
+            let state = decode_meta_state(payload).filter(MetaState::is_plausible).ok_or_else(|| fail("meta state"))?;
             page::set_meta_state(page, state);
         }
         _ => return Err(fail("unknown record kind")),
@@ -565,5 +572,48 @@ mod describe_tests {
             let text = describe_record(record_kind, &bytes);
             assert!(!text.is_empty());
         }
+    }
+}
+
+#[cfg(test)]
+mod apply_refusals {
+    //! Records that would leave a page `page::validate` rejects are refused by `apply` (found by
+    //! the `page` fuzz target): recovery must never build an invalid page from a CRC-valid record.
+    use super::*;
+
+    fn encoded(change: &Change<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        change.encode(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_branch_without_a_leftmost_child_is_refused() {
+        let mut page = vec![0u8; 4096];
+        let format = encoded(&Change::NodeFormat { node_kind: PageKind::Branch, level: 1, link: 0, cells: &[] });
+        assert!(apply(kind::NODE_FORMAT, 5, &format, &mut page).is_err());
+        let format = encoded(&Change::NodeFormat { node_kind: PageKind::Branch, level: 1, link: 9, cells: &[] });
+        apply(kind::NODE_FORMAT, 5, &format, &mut page).unwrap();
+        assert!(apply(kind::SET_LINK, 5, &encoded(&Change::SetLink { link: 0 }), &mut page).is_err());
+        assert!(page::validate(5, &page).is_ok());
+    }
+
+    #[test]
+    fn an_implausible_meta_state_is_refused() {
+        let mut page = vec![0u8; 4096];
+        let good = MetaState { root: 1, height: 1, page_count: 2, free_head: 0 };
+        apply(kind::META_INIT, 0, &encoded(&Change::MetaInit { log_id: 7, state: good }), &mut page).unwrap();
+        for state in [
+            MetaState { root: 0, ..good },
+            MetaState { root: 2, ..good },
+            MetaState { height: 0, ..good },
+            MetaState { height: 65, ..good },
+            MetaState { free_head: 2, ..good },
+        ] {
+            assert!(apply(kind::META_SET, 0, &encoded(&Change::MetaSet { state }), &mut page).is_err(), "{state:?}");
+            let mut fresh = vec![0u8; 4096];
+            assert!(apply(kind::META_INIT, 0, &encoded(&Change::MetaInit { log_id: 7, state }), &mut fresh).is_err());
+        }
+        assert!(page::validate(0, &page).is_ok());
     }
 }
