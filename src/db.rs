@@ -1032,13 +1032,21 @@ impl<'a> Iter<'a> {
             self.finished = true;
             return None;
         }
-        if forward {
-            self.low = Bound::Excluded(key.clone());
-        } else {
-            self.high = Bound::Excluded(key.clone());
-        }
+        let bound = if forward { &mut self.low } else { &mut self.high };
+        set_excluded(bound, &key);
         Some(Ok((key, value)))
     }
+}
+
+/// Makes `bound` exclude `key`, reusing the bound's allocation (one per iterator, not per step).
+fn set_excluded(bound: &mut Bound<Vec<u8>>, key: &[u8]) {
+    let mut owned = match std::mem::replace(bound, Bound::Unbounded) {
+        Bound::Excluded(owned) | Bound::Included(owned) => owned,
+        Bound::Unbounded => Vec::new(),
+    };
+    owned.clear();
+    owned.extend_from_slice(key);
+    *bound = Bound::Excluded(owned);
 }
 
 fn btree_within(key: &[u8], low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool {
