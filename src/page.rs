@@ -632,6 +632,25 @@ pub fn claimed_page_size(first_bytes: &[u8]) -> Option<usize> {
     (meta.magic == META_MAGIC).then_some(meta.page_size.get() as usize)
 }
 
+/// A cheap check that the editing primitives can work on `page` without going out of bounds:
+/// the slot array ends before the content area, which ends inside the page, and every slot
+/// points into the content area. (Full [`validate`] also checks every cell and the key order.)
+#[must_use]
+pub fn node_layout_in_bounds(page: &[u8]) -> bool {
+    let header = header(page);
+    let count = header.cell_count.get() as usize;
+    let content_start = header.content_start.get() as usize;
+    let frag = header.frag_bytes.get() as usize;
+    let slots_end = HEADER_BYTES + SLOT_BYTES * count;
+    if slots_end > content_start || content_start > page.len() || frag > page.len() - content_start {
+        return false;
+    }
+    (0..count).all(|index| {
+        let offset = read_u16(page, HEADER_BYTES + SLOT_BYTES * index).unwrap_or(0) as usize;
+        offset >= content_start && offset < page.len()
+    })
+}
+
 // ---- Editing primitives. Only `crate::redo::apply` calls these. -------------------------------
 
 /// Resets a page to an empty page of `kind` (all bytes after the header zeroed).
@@ -665,6 +684,10 @@ pub(crate) fn insert_cell(page: &mut [u8], index: usize, cell: &[u8]) -> Result<
         defragment(page);
     }
     let content_start = header(page).content_start.get() as usize;
+    if content_start < slots_end + need || content_start > page.len() {
+        // Only a page whose cells overlap (never a validated one) gets here.
+        return Err(bad("the content area has no room left after defragmenting"));
+    }
     let cell_at = content_start - cell.len();
     page[cell_at..content_start].copy_from_slice(cell);
     let slot_at = HEADER_BYTES + SLOT_BYTES * index;
@@ -694,7 +717,7 @@ pub(crate) fn remove_cell(page: &mut [u8], index: usize) {
         // Dead cells right behind the removed one stay counted as fragments until the next
         // defragmentation; the accounting stays exact either way.
     } else {
-        header.frag_bytes.set(header.frag_bytes.get() + len as u16);
+        header.frag_bytes.set(header.frag_bytes.get().saturating_add(len as u16));
     }
 }
 
@@ -709,8 +732,11 @@ pub(crate) fn defragment(page: &mut [u8]) {
         cells.extend_from_slice(node.cell(index));
     }
     let count = node.len();
-    let content_start = page_size - cells.len();
     let slots_end = HEADER_BYTES + SLOT_BYTES * count;
+    if cells.len() > page_size - slots_end.min(page_size) {
+        return; // overlapping cells: a damaged page, which `validate` would have refused
+    }
+    let content_start = page_size - cells.len();
     // Only the gap needs clearing: the content area is overwritten whole.
     page[slots_end..content_start].fill(0);
     page[content_start..].copy_from_slice(&cells);

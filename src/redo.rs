@@ -214,6 +214,14 @@ pub fn apply(record_kind: u8, page_id: PageId, payload: &[u8], page: &mut [u8]) 
     let node_kind = || -> Result<PageKind, ApplyError> {
         Node::new(page).map(|node| node.kind()).ok_or_else(|| fail("not a node page"))
     };
+    // Records that edit a node in place rely on its layout; a page that never passed
+    // `page::validate` (recovery never gives one, but `apply` promises not to panic on any
+    // input) is refused unless its slots and content area at least lie inside the page.
+    if matches!(record_kind, kind::CELL_PUT | kind::CELL_DELETE | kind::TRUNCATE_FROM | kind::CELLS_APPEND)
+        && !page::node_layout_in_bounds(page)
+    {
+        return Err(fail("the node's slots or content area lie outside the page"));
+    }
     match record_kind {
         kind::NODE_FORMAT => {
             let (&kind_byte, rest) = payload.split_first().ok_or_else(|| fail("empty payload"))?;

@@ -33,7 +33,7 @@ use crate::input::Reader;
 /// pager validates every page it reads, so recovery never hands it another); on an invalid one
 /// it can panic today (`insert_cell` slices from a `content_start` beyond the page), so this is
 /// off, and the observation was reported to the lead.
-pub const APPLY_TO_INVALID_PAGES: bool = false;
+pub const APPLY_TO_INVALID_PAGES: bool = true;
 
 /// Runs one input (see the module doc).
 pub fn run(data: &[u8]) {
