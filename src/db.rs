@@ -481,19 +481,8 @@ impl Db {
                 });
             }
         }
-        let images = pager.dirty_images();
-        if !images.is_empty() {
-            checkpoint::write_pages(
-                pager.data_file(),
-                &describe(DATA_FILE),
-                &doublewrite,
-                &describe(DOUBLEWRITE_FILE),
-                page_size,
-                &images,
-                DoublewriteTag { log_id: log_file.log_id(), base_checkpoint: checkpoint.number },
-            )?;
-            pager.mark_written(&images)?;
-        }
+        let tag = DoublewriteTag { log_id: log_file.log_id(), base_checkpoint: checkpoint.number };
+        write_back_all(&mut pager, &*storage, &doublewrite, tag)?;
         let log = Log::resume(log_file, Lsn(report.recovered_end_lsn))?;
         let mut report = report;
         report.duration = started.elapsed();
@@ -522,17 +511,8 @@ impl Db {
         let mut mtr = MtrBuf::new();
         let end = BatchWriter::bootstrap(&mut pager, &log, &mut mtr, log_id, options.replay_journal.as_ref())?;
         log.flush_up_to(end)?;
-        let images = pager.dirty_images();
-        checkpoint::write_pages(
-            pager.data_file(),
-            &describe(DATA_FILE),
-            &doublewrite,
-            &describe(DOUBLEWRITE_FILE),
-            page_size,
-            &images,
-            DoublewriteTag { log_id, base_checkpoint: log.last_checkpoint().number },
-        )?;
-        pager.mark_written(&images)?;
+        let tag = DoublewriteTag { log_id, base_checkpoint: log.last_checkpoint().number };
+        write_back_all(&mut pager, &*storage, &doublewrite, tag)?;
         log.checkpoint(end)?;
         Ok(Db::start(storage, location, options, page_size, log, doublewrite, pager, RecoveryReport::default()))
     }
@@ -719,6 +699,30 @@ impl Drop for Db {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
+}
+
+/// Writes every dirty page back (through the doublewrite file) and marks them clean, while no
+/// other thread can reach the pager (opening and creating).
+fn write_back_all(
+    pager: &mut Pager,
+    storage: &dyn Storage,
+    doublewrite: &Arc<dyn StorageFile>,
+    tag: DoublewriteTag,
+) -> Result<()> {
+    let images = pager.dirty_images();
+    if images.is_empty() {
+        return Ok(());
+    }
+    checkpoint::write_pages(
+        pager.data_file(),
+        &storage.describe(DATA_FILE),
+        doublewrite,
+        &storage.describe(DOUBLEWRITE_FILE),
+        pager.page_size(),
+        &images,
+        tag,
+    )?;
+    pager.mark_written(&images)
 }
 
 fn refuse_foreign_directory(dir: &Path) -> Result<()> {

@@ -430,10 +430,16 @@ pub fn describe_record(record_kind: u8, payload: &[u8]) -> String {
 /// Keys longer than this are shown shortened.
 const DESCRIBED_KEY_BYTES: usize = 40;
 
-/// A key in double quotes: printable ASCII as is, `"` and `\` escaped, other bytes as `\xNN`;
-/// a long key is cut with its full length noted.
+/// A key, shortened to [`DESCRIBED_KEY_BYTES`], as [`escape_bytes`] shows it.
 fn describe_key(key: &[u8]) -> String {
-    let shown = key.get(..DESCRIBED_KEY_BYTES).unwrap_or(key);
+    escape_bytes(key, DESCRIBED_KEY_BYTES)
+}
+
+/// Bytes in double quotes: printable ASCII as is, `"` and `\` escaped, other bytes as `\xNN`; at
+/// most `max` bytes are shown, then the full length. For inspection tools.
+#[must_use]
+pub fn escape_bytes(bytes: &[u8], max: usize) -> String {
+    let shown = bytes.get(..max).unwrap_or(bytes);
     let mut out = String::with_capacity(shown.len() + 2);
     out.push('"');
     for &byte in shown {
@@ -445,8 +451,8 @@ fn describe_key(key: &[u8]) -> String {
         }
     }
     out.push('"');
-    if shown.len() < key.len() {
-        out.push_str(&format!("...({} B)", key.len()));
+    if shown.len() < bytes.len() {
+        out.push_str(&format!("...({} B)", bytes.len()));
     }
     out
 }

@@ -173,25 +173,9 @@ pub fn kind_name(kind: PageKind) -> &'static str {
     }
 }
 
-/// Bytes in double quotes: printable ASCII as is, `"` and `\` escaped, other bytes as `\xNN`; at
-/// most `max` bytes are shown, then the full length.
+/// Bytes in double quotes, escaped and shortened as `mtrdb log` shows keys.
 pub fn escaped(bytes: &[u8], max: usize) -> String {
-    let shown = bytes.get(..max).unwrap_or(bytes);
-    let mut out = String::with_capacity(shown.len() + 2);
-    out.push('"');
-    for &byte in shown {
-        match byte {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(byte as char),
-            _ => out.push_str(&format!("\\x{byte:02x}")),
-        }
-    }
-    out.push('"');
-    if shown.len() < bytes.len() {
-        out.push_str(&format!("...({} B)", bytes.len()));
-    }
-    out
+    mtrdb::redo::escape_bytes(bytes, max)
 }
 
 /// Lowercase hex.
