@@ -358,7 +358,8 @@ impl<'a> BatchWriter<'a> {
     fn change(&mut self, page_id: PageId, change: Change<'_>) -> Result<()> {
         let kind = change.kind();
         let payload = self.mtr.push_with(kind, u64::from(page_id), |out| change.encode(out));
-        let page = self.pager.page_mut(page_id, redo::is_format(kind), Some(&mut self.undo), self.history_version)?;
+        let fresh = redo::is_format(kind);
+        let page = self.pager.page_mut(page_id, fresh, fresh, Some(&mut self.undo), self.history_version)?;
         redo::apply(kind, page_id, payload, page)
             .map_err(|e| Error::corrupt(page_id, format!("forward apply failed: {e}")))?;
         debug_assert!(page::validate(page_id, page).is_ok(), "apply left page {page_id} invalid");
@@ -829,7 +830,7 @@ impl<'a> BatchWriter<'a> {
         mtr.push(redo::kind::NODE_FORMAT, 1, &payload);
         for record in mtr.records() {
             let page_id = record.page_id as PageId;
-            let page = pager.page_mut(page_id, true, None, None)?;
+            let page = pager.page_mut(page_id, true, true, None, None)?;
             redo::apply(record.kind, page_id, record.payload, page)
                 .map_err(|e| Error::corrupt(page_id, e.to_string()))?;
         }

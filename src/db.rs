@@ -67,6 +67,8 @@ pub const MAX_VALUE_BYTES: usize = 64 << 20;
 pub const DEFAULT_PAGE_SIZE: usize = 4096;
 /// The default redo log capacity: 128 MiB (a batch's redo must fit in it).
 pub const DEFAULT_LOG_CAPACITY: u64 = 128 << 20;
+/// The default for [`Options::recovery_memory`]: 64 MiB of recovered page images.
+pub const DEFAULT_RECOVERY_MEMORY: u64 = 64 << 20;
 /// Under [`Durability::Eventual`], buffered redo beyond this is synced at once.
 pub const EVENTUAL_FLUSH_BYTES: u64 = 4 << 20;
 
@@ -88,6 +90,7 @@ pub struct Options {
     durability: Durability,
     log_capacity: u64,
     background_checkpoints: bool,
+    recovery_memory_bytes: u64,
     replay_journal: Option<ReplayJournal>,
 }
 
@@ -98,6 +101,7 @@ impl Default for Options {
             durability: Durability::Immediate,
             log_capacity: DEFAULT_LOG_CAPACITY,
             background_checkpoints: true,
+            recovery_memory_bytes: DEFAULT_RECOVERY_MEMORY,
             replay_journal: None,
         }
     }
@@ -132,6 +136,17 @@ impl Options {
     #[must_use]
     pub fn background_checkpoints(mut self, enabled: bool) -> Options {
         self.background_checkpoints = enabled;
+        self
+    }
+
+    /// The most memory recovery may hold in recovered page images (default 64 MiB, at least one
+    /// page). Past it, recovery writes the pages it has recovered so far back to the data file
+    /// (through the doublewrite file) and goes on, so opening a database after a crash needs at
+    /// most this much for pages, plus the pages one mtr touches (a few hundred at most) and the
+    /// log scanner's window of a few MiB, whatever the size of the tree or of the log.
+    #[must_use]
+    pub fn recovery_memory(mut self, bytes: u64) -> Options {
+        self.recovery_memory_bytes = bytes;
         self
     }
 
@@ -455,14 +470,15 @@ impl Db {
             log_file.log_id(),
         )?;
         let mut pager = Pager::open(data, describe(DATA_FILE), page_size)?;
-        let report = recovery::redo(
-            &mut pager,
-            &log_file,
+        let tag = DoublewriteTag { log_id: log_file.log_id(), base_checkpoint: checkpoint.number };
+        let mut write_back = |pager: &mut Pager| write_back_all(pager, &*storage, &doublewrite, tag);
+        let redo = recovery::Redo {
+            log: &log_file,
             checkpoint,
-            repaired.len() as u64,
-            started,
-            options.replay_journal.as_ref(),
-        )?;
+            journal: options.replay_journal.as_ref(),
+            memory_limit_bytes: options.recovery_memory_bytes,
+        };
+        let report = recovery::redo(&mut pager, redo, repaired.len() as u64, started, &mut write_back)?;
         {
             let meta = pager.read(page::META_PAGE_ID).map_err(|e| Error::NotADatabase {
                 path: describe(DATA_FILE),
@@ -481,7 +497,6 @@ impl Db {
                 });
             }
         }
-        let tag = DoublewriteTag { log_id: log_file.log_id(), base_checkpoint: checkpoint.number };
         write_back_all(&mut pager, &*storage, &doublewrite, tag)?;
         let log = Log::resume(log_file, Lsn(report.recovered_end_lsn))?;
         let mut report = report;

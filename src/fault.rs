@@ -16,8 +16,17 @@
 //!   the process died there. Operation `n` itself is kept as pending (the kernel may or may not
 //!   have taken it), so a power loss may persist, drop or tear it.
 //! - [`FaultStorage::fail_at`]`(n)`: operation `n` fails with an I/O error once, and the world
-//!   goes on. A failed sync also forgets the pending writes it could not persist, as Linux does
-//!   after an `fsync` error: a retried sync would report success for data that is gone.
+//!   goes on. A failed sync behaves as Linux does after a writeback error: the writes it could
+//!   not persist are **lost for durability** (a later sync reports success without them, and a
+//!   power loss drops them) but **stay readable from the page cache**, which now lies: every
+//!   read in this simulated boot, by this process or a reopened database, sees the new bytes,
+//!   while the disk holds the old ones. Only [`FaultStorage::power_loss`] (the reboot) drops
+//!   the cache and shows what the disk holds.
+//!
+//! To make a background checkpoint overlap writers at an exact point (a deterministic schedule,
+//! not luck), [`FaultStorage::pause_at`]`(n)` holds the thread that issues operation `n` before
+//! it is performed until [`FaultStorage::release_pause`]; meanwhile other threads go on (a test
+//! runs a batch there), and their operations are numbered after it.
 //!
 //! ```
 //! # fn main() -> mtrdb::Result<()> {
@@ -39,7 +48,7 @@ use std::io;
 use std::sync::Arc;
 
 use mtr::{OpenMode, Storage, StorageFile};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 /// Sector size for torn writes.
 pub const SECTOR_BYTES: usize = 512;
@@ -53,8 +62,10 @@ enum PendingOp {
 #[derive(Clone, Debug, Default)]
 struct SimFile {
     durable: Vec<u8>,
+    /// Operations not yet durable that a sync or a power loss may still persist.
     pending: Vec<PendingOp>,
-    /// Durable image with the pending operations applied.
+    /// What reads see (the page cache): the durable image with every operation since applied,
+    /// including those a failed sync lost for durability.
     current: Vec<u8>,
     removed: bool,
 }
@@ -82,6 +93,26 @@ struct World {
     fail_at: Option<u64>,
     crashed: bool,
     failures_injected: u64,
+    /// The operation whose issuing thread is held (see [`FaultStorage::pause_at`]).
+    pause_at: Option<u64>,
+    paused: bool,
+    released: bool,
+}
+
+/// Holds the thread about to issue the operation named by [`FaultStorage::pause_at`] until it
+/// is released. Called with the world locked, before the operation is counted.
+fn hold_if_paused(world: &mut MutexGuard<'_, World>, gate: &Condvar) {
+    if world.pause_at != Some(world.ops) {
+        return;
+    }
+    world.pause_at = None;
+    world.paused = true;
+    world.released = false;
+    gate.notify_all();
+    while !world.released {
+        gate.wait(world);
+    }
+    world.paused = false;
 }
 
 impl World {
@@ -109,6 +140,7 @@ impl World {
 #[derive(Clone, Debug, Default)]
 pub struct FaultStorage {
     world: Arc<Mutex<World>>,
+    gate: Arc<Condvar>,
 }
 
 impl FaultStorage {
@@ -136,6 +168,42 @@ impl FaultStorage {
     /// Operation `index` fails once with an I/O error.
     pub fn fail_at(&self, index: u64) {
         self.world.lock().fail_at = Some(index);
+    }
+
+    /// Holds the thread that issues operation `index` (0-based, as [`FaultStorage::op_count`]
+    /// counts) before it is performed, until [`FaultStorage::release_pause`]. Other threads'
+    /// operations go on meanwhile and are counted first.
+    pub fn pause_at(&self, index: u64) {
+        let mut world = self.world.lock();
+        world.pause_at = Some(index);
+        world.paused = false;
+        world.released = false;
+    }
+
+    /// Waits until a thread is held by [`FaultStorage::pause_at`] (`true`), or until
+    /// `give_up()` says the pause will never come (`false`; checked every 20 µs), for
+    /// example because the thread finished without issuing that operation.
+    pub fn wait_for_pause(&self, give_up: impl Fn() -> bool) -> bool {
+        let mut world = self.world.lock();
+        loop {
+            if world.paused {
+                return true;
+            }
+            if give_up() {
+                world.pause_at = None;
+                return false;
+            }
+            self.gate.wait_for(&mut world, std::time::Duration::from_micros(20));
+        }
+    }
+
+    /// Lets the thread held by [`FaultStorage::pause_at`] go on (and cancels a pause not yet
+    /// reached).
+    pub fn release_pause(&self) {
+        let mut world = self.world.lock();
+        world.pause_at = None;
+        world.released = true;
+        self.gate.notify_all();
     }
 
     /// Whether the simulated process has died.
@@ -200,7 +268,10 @@ impl FaultStorage {
             );
         }
         let durable_names = files.keys().cloned().collect();
-        FaultStorage { world: Arc::new(Mutex::new(World { files, durable_names, ..World::default() })) }
+        FaultStorage {
+            world: Arc::new(Mutex::new(World { files, durable_names, ..World::default() })),
+            gate: Arc::new(Condvar::new()),
+        }
     }
 
     /// A file's current bytes (what reads see), if it exists.
@@ -236,6 +307,7 @@ impl SplitMix {
 /// One file of a [`FaultStorage`].
 struct FaultFile {
     world: Arc<Mutex<World>>,
+    gate: Arc<Condvar>,
     name: String,
 }
 
@@ -250,6 +322,7 @@ impl FaultFile {
 
     fn mutate(&self, action: &str, op: PendingOp) -> io::Result<()> {
         let mut world = self.world.lock();
+        hold_if_paused(&mut world, &self.gate);
         let go_on = world.admit(action)?;
         let file = world
             .files
@@ -285,6 +358,7 @@ impl StorageFile for FaultFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut world = self.world.lock();
+        hold_if_paused(&mut world, &self.gate);
         let admitted = world.admit("sync");
         let file = world
             .files
@@ -292,18 +366,21 @@ impl StorageFile for FaultFile {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, self.name.clone()))?;
         match admitted {
             Ok(true) => {
-                file.durable = file.current.clone();
-                file.pending.clear();
+                // Only what is pending reaches the disk; bytes an earlier failed sync lost stay
+                // in the cache but never become durable.
+                for op in std::mem::take(&mut file.pending) {
+                    apply_op(&mut file.durable, &op);
+                }
                 Ok(())
             }
             Ok(false) => Err(io::Error::other("simulated crash during sync")),
             Err(error) => {
                 if !world.crashed {
-                    // Like Linux after a failed fsync: the dirty pages are dropped, so what reads
-                    // see reverts to the durable image.
+                    // Like Linux after a writeback error: the dirty pages are marked clean
+                    // without reaching the disk. Reads keep seeing them (`current` is left as
+                    // it is) until the reboot; no later sync will write them.
                     if let Some(file) = world.files.get_mut(&self.name) {
                         file.pending.clear();
-                        file.current = file.durable.clone();
                     }
                 }
                 Err(error)
@@ -335,7 +412,7 @@ impl Storage for FaultStorage {
             }
             (OpenMode::Existing, true) => {}
         }
-        Ok(Arc::new(FaultFile { world: Arc::clone(&self.world), name: name.to_string() }))
+        Ok(Arc::new(FaultFile { world: Arc::clone(&self.world), gate: Arc::clone(&self.gate), name: name.to_string() }))
     }
 
     fn exists(&self, name: &str) -> io::Result<bool> {
@@ -355,6 +432,7 @@ impl Storage for FaultStorage {
 
     fn sync_dir(&self) -> io::Result<()> {
         let mut world = self.world.lock();
+        hold_if_paused(&mut world, &self.gate);
         world.admit("sync_dir")?;
         if world.crashed {
             return Err(io::Error::other("simulated crash during sync_dir"));

@@ -200,11 +200,14 @@ impl Pager {
     /// A mutable image of the page for a redo record to change. On the first change in the
     /// current batch, `undo` keeps the page's previous image, and `history_version` (the committed
     /// version, when snapshots are open) keeps it for snapshot readers. `fresh`: the record
-    /// rebuilds the page, so damaged or missing old bytes are fine.
+    /// rebuilds the page, so damaged or missing old bytes are fine. `exempt`: if the page becomes
+    /// dirty with this record, it may skip the doublewrite copy ([`DirtyImage::rebuilt`]); only
+    /// the forward path may say so (see [`crate::checkpoint`] for why recovery never does).
     pub(crate) fn page_mut(
         &mut self,
         page_id: PageId,
         fresh: bool,
+        exempt: bool,
         undo: Option<&mut UndoImages>,
         history_version: Option<u64>,
     ) -> Result<&mut [u8]> {
@@ -235,7 +238,7 @@ impl Pager {
             self.dirty.insert(page_id, image);
             // The meta page is never exempt from the doublewrite file: it names the page size,
             // which recovery needs before redo can rebuild anything.
-            if fresh && page_id != page::META_PAGE_ID {
+            if fresh && exempt && page_id != page::META_PAGE_ID {
                 self.rebuilt.insert(page_id);
             } else {
                 self.rebuilt.remove(&page_id);
@@ -249,6 +252,21 @@ impl Pager {
             *image = Arc::from(&**image);
         }
         Arc::get_mut(image).ok_or_else(|| Error::corrupt(page_id, "page image still shared after copy"))
+    }
+
+    /// Keeps the page in the dirty table as it reads now, unchanged, so that the next
+    /// write-back writes it again (recovery: a page whose redo was skipped because it already
+    /// holds the change may hold it only in the operating system's cache, see
+    /// [`crate::recovery`]). A page that cannot be read is left alone.
+    pub(crate) fn retain_for_rewrite(&mut self, page_id: PageId) {
+        if self.dirty.contains_key(&page_id) {
+            return;
+        }
+        if let Ok(bytes) = self.read_clean(page_id) {
+            let image: Arc<[u8]> = Arc::from(&*bytes);
+            self.dirty.insert(page_id, image);
+            self.rebuilt.remove(&page_id);
+        }
     }
 
     /// Puts back the images a batch replaced.

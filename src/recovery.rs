@@ -19,14 +19,41 @@
 //! 5. The recovered pages stay in the dirty table; the caller writes them back and writes a new
 //!    checkpoint before the log resumes, so the next recovery starts after them.
 //!
+//! # Nothing read from the page cache is trusted to be durable
+//! After a failed sync, Linux keeps the unwritten bytes in its page cache, marked clean: a
+//! recovery in the same boot reads them, but the disk holds the old bytes, and no later sync will
+//! write them. So recovery makes durable everything it relies on before its results can replace
+//! the log:
+//! - between the scans, the redo it is about to apply is rewritten and synced
+//!   ([`mtr::LogFile::rewrite_durably`]), so no page built from it reaches the disk before it
+//!   (write-ahead holds even for redo that existed only in the cache);
+//! - a page whose records are **skipped** because it already holds them is written back all the
+//!   same ([`Pager::retain_for_rewrite`]): its in-place bytes may exist only in the cache. The
+//!   resumed log's checkpoint drops this redo, so every page it names must be durable first.
+//!
+//! # Torn pages during recovery's own write-back
+//! Every page recovery writes goes through the doublewrite file: none is exempt as a "rebuilt"
+//! page, because whether a format record rebuilds a page after a tear depends on every record
+//! since the checkpoint for that page, not on the first one this run happened to apply (earlier
+//! ones may have been skipped by the page-LSN check and would need the page's bytes next time).
+//!
+//! # Bounded memory
+//! The redo pass holds at most [`Redo::memory_limit_bytes`] of recovered page images (plus the
+//! pages of the one mtr being applied): past it, the caller's `write_back` writes the dirty pages
+//! back (through the doublewrite file; the log is already durable past them) and they are dropped
+//! from memory. Writing back part-way is safe: the data file then holds a prefix of committed
+//! mtrs, which the page-LSN check makes idempotent, and a crash before the new checkpoint simply
+//! replays from the same one. The scan itself holds a window of a few MiB ([`mtr::Scanner`]).
+//!
 //! Recovery time is bounded by the log capacity: the scan never reads more than one ring.
 //!
-//! This module owns the redo pass; it must not write the data file itself (the caller writes the
-//! recovered pages back through the checkpoint path).
+//! This module owns the redo pass; it must not write the data file itself (the caller's
+//! `write_back` writes the recovered pages back through the checkpoint path).
 
 use std::time::{Duration, Instant};
 
 use mtr::{Checkpoint, LogFile, Lsn, RecordIter, ScanMode, Scanner};
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::error::{Error, Result};
 use crate::page::{self, PageId};
@@ -61,6 +88,10 @@ pub struct RecoveryReport {
     pub mtrs_discarded: u64,
     /// Pages restored from the doublewrite file.
     pub pages_repaired: u64,
+    /// Times the redo pass wrote its pages back part-way, to stay within its memory limit.
+    pub partial_write_backs: u64,
+    /// The most recovered page images held in memory at once.
+    pub peak_dirty_pages: u64,
     /// Wall time of the redo pass alone (both scans and every record applied).
     pub redo_duration: Duration,
     /// Wall time of the whole recovery: also torn-page repair and writing the recovered pages
@@ -76,19 +107,29 @@ struct Plan {
     aborted: Vec<(Lsn, Lsn)>,
 }
 
-/// Runs the redo pass into `pager` (see the module doc). Returns the report.
+/// What the redo pass reads and how much memory it may hold.
+pub(crate) struct Redo<'a> {
+    pub log: &'a LogFile,
+    pub checkpoint: Checkpoint,
+    pub journal: Option<&'a ReplayJournal>,
+    /// Recovered page images held before they are written back part-way.
+    pub memory_limit_bytes: u64,
+}
+
+/// Runs the redo pass into `pager` (see the module doc). Returns the report. `write_back`
+/// writes every dirty page of the pager back and marks it clean (the caller's checkpoint path).
 ///
 /// Two scans of the log: the first only verifies mtrs and finds the last commit and the
 /// abandoned batches; the second applies each committed mtr straight from the scan window, so
 /// no batch is held in memory waiting for its commit.
 pub(crate) fn redo(
     pager: &mut Pager,
-    log: &LogFile,
-    checkpoint: Checkpoint,
+    params: Redo<'_>,
     pages_repaired: u64,
     started: Instant,
-    journal: Option<&ReplayJournal>,
+    write_back: &mut dyn FnMut(&mut Pager) -> Result<()>,
 ) -> Result<RecoveryReport> {
+    let Redo { log, checkpoint, journal, memory_limit_bytes } = params;
     let _span = tracing::info_span!("recovery", checkpoint_lsn = checkpoint.lsn.0).entered();
     let redo_started = Instant::now();
     let mut report = RecoveryReport {
@@ -119,7 +160,10 @@ pub(crate) fn redo(
     report.mtrs_discarded = pending_mtrs;
     report.recovered_end_lsn = batch_start.0;
     report.scan_end_lsn = scanner.end().map_or(batch_start.0, |end| end.lsn.0);
-    let mut applies: Vec<(PageId, bool)> = Vec::new();
+    // What is about to be applied may exist only in the page cache (module doc).
+    log.rewrite_durably(checkpoint.lsn, plan.last_commit_end)?;
+    let page_limit = (memory_limit_bytes / pager.page_size() as u64).max(1);
+    let mut applies: HashMap<PageId, bool> = HashMap::default();
     let mut scanner = Scanner::new(log, checkpoint, ScanMode::Strict);
     let mut aborted = plan.aborted.iter().peekable();
     while let Some(frame) = scanner.next_mtr()? {
@@ -134,13 +178,16 @@ pub(crate) fn redo(
         }
         apply_mtr(pager, frame.end_lsn, frame.body, &mut applies, &mut report, journal)?;
         report.redo_bytes_replayed += frame.end_lsn.since(frame.start_lsn);
+        let dirty = pager.dirty_count() as u64;
+        report.peak_dirty_pages = report.peak_dirty_pages.max(dirty);
+        if dirty > page_limit {
+            validate_dirty(pager)?;
+            write_back(pager)?;
+            report.partial_write_backs += 1;
+        }
     }
     report.redo_duration = redo_started.elapsed();
-    // Every page the pass produced must be a well-formed page.
-    for dirty in pager.dirty_images() {
-        page::validate(dirty.page_id, &dirty.image)
-            .map_err(|e| Error::corrupt(dirty.page_id, format!("after redo: {}", e.0)))?;
-    }
+    validate_dirty(pager)?;
     report.duration = started.elapsed();
     tracing::info!(
         mtrs_replayed = report.mtrs_replayed,
@@ -156,24 +203,36 @@ pub(crate) fn redo(
     Ok(report)
 }
 
-/// Applies one mtr's records to the pages whose LSN is older than the mtr's end LSN.
-/// `applies` is scratch space, reused across mtrs.
+/// Every page the pass produced must be a well-formed page before it is written back.
+fn validate_dirty(pager: &Pager) -> Result<()> {
+    for dirty in pager.dirty_images() {
+        page::validate(dirty.page_id, &dirty.image)
+            .map_err(|e| Error::corrupt(dirty.page_id, format!("after redo: {}", e.0)))?;
+    }
+    Ok(())
+}
+
+/// Applies one mtr's records to the pages whose LSN is older than the mtr's end LSN, and keeps
+/// the pages it skips for rewriting (module doc). `applies` is scratch space, reused across mtrs.
 fn apply_mtr(
     pager: &mut Pager,
     end_lsn: Lsn,
     body: &[u8],
-    applies: &mut Vec<(PageId, bool)>,
+    applies: &mut HashMap<PageId, bool>,
     report: &mut RecoveryReport,
     journal: Option<&ReplayJournal>,
 ) -> Result<()> {
     // Whether this mtr applies to each page it touches, decided before its first record there.
     applies.clear();
+    if applies.capacity() > 4096 {
+        applies.shrink_to(64); // one huge mtr must not make every later clear slow
+    }
     for record in RecordIter::new(body) {
         let page_id = PageId::try_from(record.page_id)
             .map_err(|_| Error::corrupt(0, format!("redo record names page {}", record.page_id)))?;
         let fresh = redo::is_format(record.kind);
-        let apply = match applies.iter().find(|(id, _)| *id == page_id) {
-            Some(&(_, apply)) => apply,
+        let apply = match applies.get(&page_id) {
+            Some(&apply) => apply,
             None => {
                 let apply = match pager.read(page_id) {
                     Ok(page) => page::header(&page).lsn.get() < end_lsn.0,
@@ -185,7 +244,10 @@ fn apply_mtr(
                         ))
                     }
                 };
-                applies.push((page_id, apply));
+                applies.insert(page_id, apply);
+                if !apply {
+                    pager.retain_for_rewrite(page_id);
+                }
                 apply
             }
         };
@@ -193,11 +255,12 @@ fn apply_mtr(
             report.records_skipped += 1;
             continue;
         }
-        let page = pager.page_mut(page_id, fresh, None, None)?;
+        // Never exempt from the doublewrite file (module doc).
+        let page = pager.page_mut(page_id, fresh, false, None, None)?;
         redo::apply(record.kind, page_id, record.payload, page).map_err(|e| Error::corrupt(page_id, e.to_string()))?;
         report.records_applied += 1;
     }
-    for &(page_id, applied) in applies.iter() {
+    for (&page_id, &applied) in applies.iter() {
         if applied {
             pager.stamp(page_id, end_lsn);
             if let Some(journal) = journal {

@@ -8,20 +8,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{models, options, verify, workload, Run, Step};
+use common::{batch_of, models, options, verify, workload, Run, Step};
 use mtrdb::fault::FaultStorage;
-use mtrdb::{Db, Error, ReplayJournal, WriteBatch};
-
-fn batch_of(ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> WriteBatch {
-    let mut batch = WriteBatch::new();
-    for (key, value) in ops {
-        match value {
-            Some(value) => batch.insert(key, value),
-            None => batch.remove(key),
-        };
-    }
-    batch
-}
+use mtrdb::{Db, Error, ReplayJournal};
 
 #[test]
 fn an_io_error_at_each_boundary_poisons_writes_and_loses_nothing_acknowledged() {

@@ -252,4 +252,24 @@ impl LogFile {
         }
         Ok(())
     }
+
+    /// Makes the stream bytes `[from, to)` durable exactly as they read now: rewrites them, in
+    /// chunks of at most 1 MiB, and syncs the file.
+    ///
+    /// Why: after a failed sync the operating system may keep log bytes in its page cache that
+    /// never reached the disk, marked clean, so no later sync writes them. A recovery in the
+    /// same boot reads those bytes from the cache. Before it writes back pages built from them,
+    /// it must make them durable (write-ahead), and a sync alone would not.
+    pub fn rewrite_durably(&self, from: Lsn, to: Lsn) -> Result<()> {
+        let mut buffer = vec![0u8; (to.since(from).min(1 << 20)) as usize];
+        let mut at = from;
+        while at < to {
+            let len = to.since(at).min(buffer.len() as u64) as usize;
+            let chunk = &mut buffer[..len];
+            self.read_stream(at, chunk)?;
+            self.write_stream(at, chunk).map_err(io("rewriting the redo log"))?;
+            at = at.add(len as u64);
+        }
+        self.file.sync_data().map_err(io("syncing the rewritten redo log"))
+    }
 }

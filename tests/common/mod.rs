@@ -55,6 +55,24 @@ pub fn workload() -> Vec<Step> {
     steps
 }
 
+/// The workload with a checkpoint after every second batch, so that checkpoints meet every
+/// kind of batch (splits, overflow writes and frees, merges that free pages, a root collapse).
+pub fn workload_dense_checkpoints() -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut batches = 0;
+    for step in workload() {
+        if let Step::Batch(ops) = step {
+            steps.push(Step::Batch(ops));
+            batches += 1;
+            if batches % 2 == 0 {
+                steps.push(Step::Checkpoint);
+            }
+        }
+    }
+    steps.push(Step::Checkpoint);
+    steps
+}
+
 pub fn models(steps: &[Step]) -> Vec<Model> {
     let mut models = vec![Model::new()];
     for step in steps {
@@ -129,6 +147,78 @@ pub fn run_with(storage: &FaultStorage, steps: &[Step], options: Options, eventu
     run.stats = Some(db.stats());
     if db.close().is_ok() {
         run.acknowledged = returned;
+    }
+    run
+}
+
+/// The batch of a workload step.
+pub fn batch_of(ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    for (key, value) in ops {
+        match value {
+            Some(value) => batch.insert(key, value),
+            None => batch.remove(key),
+        };
+    }
+    batch
+}
+
+/// Options for [`run_overlapping`]: a log large enough that no writer ever has to checkpoint
+/// itself (it would wait for the held checkpoint), so the schedule is exactly the one described.
+pub fn overlapping_options(journal: &ReplayJournal) -> Options {
+    options(journal).log_capacity(1 << 20)
+}
+
+/// Runs the workload (Immediate durability) with every checkpoint taken by a second thread, as
+/// the background thread does, and overlapping the next batch at an exact point: the checkpoint
+/// thread is held just before its I/O operation number `pause_after` (counted from the start of
+/// that checkpoint), the writer applies and commits the next batch meanwhile, then the checkpoint
+/// goes on. A checkpoint with fewer operations than that runs alone. The same arguments always
+/// give the same sequence of I/O operations, so `crash_at` explores one exact interleaving.
+pub fn run_overlapping(storage: &FaultStorage, steps: &[Step], options: Options, pause_after: u64) -> Run {
+    let mut run = Run { acknowledged: 0, attempted: 0, stats: None };
+    let Ok(db) = Db::open_storage(Arc::new(storage.clone()), "sim".into(), options) else { return run };
+    let db = Arc::new(db);
+    let mut index = 0;
+    while index < steps.len() {
+        match &steps[index] {
+            Step::Batch(ops) => {
+                run.attempted += 1;
+                if db.write(batch_of(ops)).is_err() {
+                    return run;
+                }
+                run.acknowledged += 1;
+            }
+            Step::Checkpoint => {
+                storage.pause_at(storage.op_count() + pause_after);
+                let checkpointer = {
+                    let db = Arc::clone(&db);
+                    std::thread::spawn(move || db.checkpoint())
+                };
+                let held = storage.wait_for_pause(|| checkpointer.is_finished());
+                let mut failed = false;
+                if held {
+                    if let Some(Step::Batch(ops)) = steps.get(index + 1) {
+                        index += 1;
+                        run.attempted += 1;
+                        match db.write(batch_of(ops)) {
+                            Ok(()) => run.acknowledged += 1,
+                            Err(_) => failed = true,
+                        }
+                    }
+                }
+                storage.release_pause();
+                let checkpointed = checkpointer.join().expect("the checkpoint thread panicked");
+                if failed || checkpointed.is_err() {
+                    return run;
+                }
+            }
+        }
+        index += 1;
+    }
+    run.stats = Some(db.stats());
+    if let Ok(db) = Arc::try_unwrap(db) {
+        let _ = db.close();
     }
     run
 }
