@@ -237,6 +237,11 @@ impl Log {
                 Err((action, source)) => {
                     state.poisoned = Some(format!("{action}: {source}"));
                     self.space.notify_all();
+                    self.flushed.notify_all();
+                    // The leader's own I/O failed: it gets the operating system's error (a
+                    // full disk is then told from other failures); everyone after gets
+                    // `Poisoned`.
+                    return Err(Error::Io { action, source });
                 }
             }
             self.flushed.notify_all();
@@ -274,19 +279,22 @@ impl Log {
             .write_checkpoint(checkpoint)
             .and_then(|()| self.file.file.sync_data().map_err(io("syncing a checkpoint")));
         let mut state = self.state.lock();
-        match result {
+        let outcome = match result {
             Ok(()) => {
                 state.checkpoint = checkpoint;
                 self.checkpoints.fetch_add(1, Ordering::Relaxed);
+                Ok(())
             }
             Err(error) => {
                 state.poisoned.get_or_insert_with(|| error.to_string());
+                Err(error) // this call's own I/O error, typed
             }
-        }
+        };
         self.space.notify_all();
-        match &state.poisoned {
-            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
-            None => Ok(()),
+        match (outcome, &state.poisoned) {
+            (Err(error), _) => Err(error),
+            (Ok(()), Some(cause)) => Err(Error::Poisoned { cause: cause.clone() }),
+            (Ok(()), None) => Ok(()),
         }
     }
 

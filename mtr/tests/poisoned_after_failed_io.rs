@@ -83,6 +83,15 @@ fn assert_poisoned<T: std::fmt::Debug>(result: mtr::Result<T>, context: &str) {
     }
 }
 
+/// The call whose own I/O failed gets the operating system's error, typed; later calls get
+/// `Poisoned`.
+fn assert_own_io_error<T: std::fmt::Debug>(result: mtr::Result<T>, context: &str) {
+    match result {
+        Err(Error::Io { source, .. }) => assert!(source.to_string().contains("injected"), "{context}: {source}"),
+        other => panic!("{context}: expected the I/O error itself, got {other:?}"),
+    }
+}
+
 /// Every kind of call fails, and none of them touches the disk's sync again.
 fn assert_sticky(log: &Log, faulty: &FaultyFile, durable_lsn: Lsn) {
     let syncs_before = faulty.syncs_attempted.load(Ordering::SeqCst);
@@ -106,7 +115,7 @@ fn failed_flush_sync_poisons_every_later_call_until_reopen() {
 
     faulty.fail_next_sync.store(true, Ordering::SeqCst);
     let second = append(&log, &mtr(2));
-    assert_poisoned(log.flush_up_to(second.end_lsn), "the failing flush");
+    assert_own_io_error(log.flush_up_to(second.end_lsn), "the failing flush");
     assert_eq!(log.flushed_lsn(), first.end_lsn, "the failed flush made nothing durable");
     assert_sticky(&log, &faulty, first.end_lsn);
     drop(log);
@@ -131,7 +140,7 @@ fn failed_flush_write_poisons_without_syncing() {
 
     faulty.fail_next_write.store(true, Ordering::SeqCst);
     append(&log, &mtr(2));
-    assert_poisoned(log.flush_all(), "the failing flush");
+    assert_own_io_error(log.flush_all(), "the failing flush");
     assert_eq!(
         faulty.syncs_attempted.load(Ordering::SeqCst),
         syncs_before,
@@ -148,7 +157,7 @@ fn failed_checkpoint_sync_poisons_the_log() {
     let checkpoint_before = log.last_checkpoint();
 
     faulty.fail_next_sync.store(true, Ordering::SeqCst);
-    assert_poisoned(log.checkpoint(first.end_lsn), "the failing checkpoint");
+    assert_own_io_error(log.checkpoint(first.end_lsn), "the failing checkpoint");
     assert_eq!(log.last_checkpoint(), checkpoint_before);
     assert_sticky(&log, &faulty, first.end_lsn);
 }
@@ -174,7 +183,7 @@ fn failed_flush_wakes_appenders_waiting_for_space() {
             std::thread::sleep(Duration::from_millis(1));
         }
         faulty.fail_next_sync.store(true, Ordering::SeqCst);
-        assert_poisoned(log.flush_all(), "the failing flush");
+        assert_own_io_error(log.flush_all(), "the failing flush");
         let woken = receiver.recv_timeout(Duration::from_secs(10)).expect("the waiting append was woken");
         assert_poisoned(woken, "the waiting append");
     });
