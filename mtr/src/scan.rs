@@ -18,6 +18,10 @@
 //!
 //! The scanner never panics, always terminates (it never reads past one ring's length from the
 //! checkpoint) and allocates at most a window of a few MiB, whatever the bytes are.
+//!
+//! Reads go through that window, which extends forward as the scan or the probe moves on, so
+//! each byte of the log is read at most a few times (once by a scan moving forward), even when
+//! random bytes in the probe window claim frames of megabytes.
 
 use crate::error::{Error, Result};
 use crate::frame::{self, Frame, FrameHeader, MAX_HEADER_BYTES, MAX_MTR_BODY_BYTES, TRAILER_BYTES};
@@ -26,7 +30,13 @@ use crate::lsn::Lsn;
 
 /// How far past a bad position the scanner looks, byte by byte, for a valid mtr.
 pub const PROBE_WINDOW_BYTES: u64 = 64 * 1024;
+/// The smallest read when the window moves: sequential scans read in chunks this large.
 const READ_CHUNK_BYTES: usize = 1 << 20;
+/// The longest frame.
+const MAX_FRAME_BYTES: usize = MAX_HEADER_BYTES + MAX_MTR_BODY_BYTES + TRAILER_BYTES;
+/// The window never holds more: the longest frame plus a read chunk, which also covers the
+/// whole probe window with the longest frame a candidate in it can claim.
+const MAX_WINDOW_BYTES: usize = MAX_FRAME_BYTES + READ_CHUNK_BYTES;
 
 /// What to do when the evidence says a damaged mtr had been durable.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -244,16 +254,52 @@ impl<'f> Scanner<'f> {
 
     /// The stream bytes `[lsn, lsn + len)`, which must lie before the limit.
     fn bytes_at(&mut self, lsn: Lsn, len: usize) -> Result<&[u8]> {
-        debug_assert!(len <= MAX_HEADER_BYTES + MAX_MTR_BODY_BYTES + TRAILER_BYTES);
-        let in_window = lsn >= self.window_lsn && lsn.add(len as u64) <= self.window_lsn.add(self.window.len() as u64);
-        if !in_window {
-            let want = len.max(READ_CHUNK_BYTES) as u64;
-            let take = want.min(self.limit.since(lsn)) as usize;
-            self.window.resize(take, 0);
-            self.log.read_stream(lsn, &mut self.window)?;
-            self.window_lsn = lsn;
+        debug_assert!(len <= MAX_FRAME_BYTES && lsn.add(len as u64) <= self.limit);
+        let window_end = self.window_lsn.add(self.window.len() as u64);
+        if lsn < self.window_lsn || lsn.add(len as u64) > window_end {
+            self.fill(lsn, len, window_end)?;
         }
         let start = lsn.since(self.window_lsn) as usize;
         Ok(&self.window[start..start + len])
+    }
+
+    /// Makes the window hold `[lsn, lsn + len)`, reading ahead (up to the limit) so that the
+    /// next miss is at least [`READ_CHUNK_BYTES`] further on. A request at or after the
+    /// window's start extends the window forward, keeping the bytes already read, as long as
+    /// the window stays within [`MAX_WINDOW_BYTES`] (else it first drops the bytes before the
+    /// request): a scan or probe moving forward, even over candidates that claim frames of
+    /// megabytes, then reads each byte once.
+    fn fill(&mut self, lsn: Lsn, len: usize, window_end: Lsn) -> Result<()> {
+        let new_end = lsn.add(len as u64).max(window_end.add(READ_CHUNK_BYTES as u64).min(self.limit));
+        let fits = new_end.since(self.window_lsn) <= MAX_WINDOW_BYTES as u64;
+        if lsn >= self.window_lsn && (fits || lsn <= window_end) {
+            if !fits {
+                // A miss here means `window_end - lsn < len`, so from `lsn` on the window
+                // stays within MAX_WINDOW_BYTES.
+                self.window.drain(..lsn.since(self.window_lsn) as usize);
+                self.window_lsn = lsn;
+            }
+            let kept = self.window.len();
+            let new_len = new_end.since(self.window_lsn) as usize;
+            self.window.reserve_exact(new_len - kept);
+            self.window.resize(new_len, 0);
+            return self.read_into_window(window_end, kept);
+        }
+        let take = (len.max(READ_CHUNK_BYTES) as u64).min(self.limit.since(lsn)) as usize;
+        self.window.clear();
+        self.window.reserve_exact(take);
+        self.window.resize(take, 0);
+        self.window_lsn = lsn;
+        self.read_into_window(lsn, 0)
+    }
+
+    /// Reads the stream from `lsn` into the window from index `at` to its end. On failure the
+    /// window ends at `at`, so that it never holds bytes that were not read.
+    fn read_into_window(&mut self, lsn: Lsn, at: usize) -> Result<()> {
+        let read = self.log.read_stream(lsn, &mut self.window[at..]);
+        if read.is_err() {
+            self.window.truncate(at);
+        }
+        read
     }
 }
