@@ -21,10 +21,15 @@
 //!
 //! Reads go through that window, which extends forward as the scan or the probe moves on, so
 //! each byte of the log is read at most a few times (once by a scan moving forward), even when
-//! random bytes in the probe window claim frames of megabytes.
+//! random bytes in the probe window claim frames of megabytes. A probed position costs little:
+//! runs of zero bytes (never-written log) are skipped in bulk, most other positions are ruled
+//! out by the 16 bytes at them and the byte where their end marker would be, and of the rest
+//! most fail the walk over their records before the CRC over the claimed frame is computed.
 
 use crate::error::{Error, Result};
-use crate::frame::{self, Frame, FrameHeader, MAX_HEADER_BYTES, MAX_MTR_BODY_BYTES, TRAILER_BYTES};
+use crate::frame::{
+    self, Frame, FrameHeader, END_MARKER, FIRST_ENGINE_KIND, MAX_HEADER_BYTES, MAX_MTR_BODY_BYTES, TRAILER_BYTES,
+};
 use crate::layout::{Checkpoint, LogFile};
 use crate::lsn::Lsn;
 
@@ -179,39 +184,62 @@ impl<'f> Scanner<'f> {
             end.corruption = Some(format!("checkpoint records the log durable up to LSN {}", self.durable_floor));
             return Ok(Some(self.durable_floor));
         }
-        let mut candidates: Vec<Lsn> = Vec::new();
+        // The first valid mtr among the candidates, in this order: where the bad frame's own
+        // length says the next starts, then every byte after the bad position in the window.
+        let mut first = None;
         if let Some(header) = header {
-            candidates.push(bad.add(header.frame_len() as u64));
+            let claimed_next = bad.add(header.frame_len() as u64);
+            if claimed_next < self.limit {
+                if let Probe::Valid(found) = self.probe(claimed_next)? {
+                    first = Some(found);
+                }
+            }
         }
-        let window_end = bad.add(PROBE_WINDOW_BYTES).min(self.limit);
-        candidates.extend((bad.0 + 1..window_end.0).map(Lsn));
-        for candidate in candidates {
-            if candidate >= self.limit {
-                continue;
+        if first.is_none() {
+            first = self.first_valid_in(bad.add(1), bad.add(PROBE_WINDOW_BYTES).min(self.limit))?;
+        }
+        let Some(first) = first else {
+            return Ok(None);
+        };
+        end.unsynced_after = Some(first.start_lsn);
+        // Follow the chain of valid mtrs from there, looking for one appended after the bad
+        // position had been synced.
+        let mut cursor = first.end_lsn;
+        let mut durable = first.durable_lsn;
+        loop {
+            if durable > bad {
+                end.corruption =
+                    Some(format!("a valid mtr beyond it was appended when the log was durable up to LSN {durable}"));
+                return Ok(Some(durable));
             }
-            let Probe::Valid(first) = self.probe(candidate)? else {
-                continue;
+            match self.probe(cursor)? {
+                Probe::Valid(frame) => {
+                    durable = frame.durable_lsn;
+                    cursor = frame.end_lsn;
+                }
+                Probe::Invalid(..) => return Ok(None),
+            }
+        }
+    }
+
+    /// The first valid mtr starting at a byte of `[from, to)` (which lies before the limit).
+    fn first_valid_in(&mut self, from: Lsn, to: Lsn) -> Result<Option<FrameAt>> {
+        let mut at = from;
+        while at < to {
+            // The candidates and their headers in the window, screened with whatever the window
+            // holds from them on, without reading more.
+            let limit = self.limit;
+            let header_end = to.add(MAX_HEADER_BYTES as u64).min(limit);
+            self.bytes_at(at, header_end.since(at) as usize)?;
+            let bytes = &self.window[at.since(self.window_lsn) as usize..];
+            let Some(offset) = first_plausible(bytes, to.since(at) as usize, at, limit) else {
+                break;
             };
-            end.unsynced_after = Some(first.start_lsn);
-            // Follow the chain of valid mtrs from there, looking for one appended after the
-            // bad position had been synced.
-            let mut cursor = first.end_lsn;
-            let mut durable = first.durable_lsn;
-            loop {
-                if durable > bad {
-                    end.corruption = Some(format!(
-                        "a valid mtr beyond it was appended when the log was durable up to LSN {durable}"
-                    ));
-                    return Ok(Some(durable));
-                }
-                match self.probe(cursor)? {
-                    Probe::Valid(frame) => {
-                        durable = frame.durable_lsn;
-                        cursor = frame.end_lsn;
-                    }
-                    Probe::Invalid(..) => return Ok(None),
-                }
+            at = at.add(offset as u64);
+            if let Probe::Valid(found) = self.probe(at)? {
+                return Ok(Some(found));
             }
+            at = at.add(1);
         }
         Ok(None)
     }
@@ -236,6 +264,9 @@ impl<'f> Scanner<'f> {
         if frame_len as u64 > room {
             return Ok(Probe::Invalid(Some(header), StopReason::BadFrame));
         }
+        // Bringing the frame into the window reads only what the window has not reached yet
+        // (see `fill`); `verify_frame` then rejects most random candidates on the end-marker
+        // byte or the first record before it computes the CRC.
         let bytes = self.bytes_at(lsn, frame_len)?;
         let verified = frame::verify_frame(bytes, header, lsn)
             .map(|frame| (frame.start_lsn, frame.end_lsn, frame.durable_lsn, frame.flags));
@@ -301,5 +332,128 @@ impl<'f> Scanner<'f> {
             self.window.truncate(at);
         }
         read
+    }
+}
+
+/// The offset of the first of the `candidates` positions at the front of `bytes` (the stream
+/// from `lsn` on, at least through the headers of all candidates or up to `limit`) where a
+/// valid mtr may start, by [`may_start`].
+fn first_plausible(bytes: &[u8], candidates: usize, lsn: Lsn, limit: Lsn) -> Option<usize> {
+    let mut offset = 0;
+    while offset < candidates {
+        // A zero byte cannot start an mtr (its `body_len` would be 0), and zeros are what a log
+        // holds where it was never written: skip runs of them.
+        if bytes[offset] == 0 {
+            offset += zero_run(&bytes[offset..candidates]);
+            if offset == candidates {
+                return None;
+            }
+        }
+        let at = lsn.add(offset as u64);
+        if may_start(&bytes[offset..], at, limit.since(at)) {
+            return Some(offset);
+        }
+        offset += 1;
+    }
+    None
+}
+
+/// Whether a valid mtr may start at the front of `here` (the stream from `at` on, `room` bytes
+/// before the limit): false only when its bytes rule it out, as [`Scanner::probe`] would find
+/// (header, range, first record kind, end marker); `probe` decides the rest. Cheap enough to
+/// run on every byte of the probe window: the header integers are read from 8-byte words
+/// without a branch per byte, and the end marker, which rejects all but about one random
+/// candidate in 256, is checked first.
+fn may_start(here: &[u8], at: Lsn, room: u64) -> bool {
+    let Some(&head) = here.first_chunk::<16>() else {
+        return true; // at the limit: too few bytes to screen
+    };
+    // Shifts rather than slices: this runs for every byte of the window.
+    let head = u128::from_le_bytes(head);
+    let word = |from: usize| (head >> (8 * from)) as u64;
+    let (body_len, body_len_bytes) = leb128_in_word(word(0));
+    let (durable_back, durable_back_bytes) = leb128_in_word(word(body_len_bytes.min(8)));
+    if durable_back_bytes > 8 {
+        // A `durable_back` this long is at least 2^56 (if minimal), which it can be only that
+        // far into the stream: then leave the rest to `probe`.
+        return body_len_bytes <= 4 && at.0 >= 1 << 56;
+    }
+    // Where a header with these lengths puts the end marker. A header the word reading gets
+    // wrong (too long or not minimal) is invalid anyway.
+    let body_at = body_len_bytes + durable_back_bytes;
+    let marker_at = (body_at as u64).saturating_add(body_len);
+    if usize::try_from(marker_at).ok().and_then(|at| here.get(at)).is_some_and(|&marker| marker != END_MARKER) {
+        return false;
+    }
+    // A `body_len` of at most 4 MiB takes at most 4 bytes, and `body_at` is then at most 12.
+    body_len_bytes <= 4
+        && (1..=MAX_MTR_BODY_BYTES as u64).contains(&body_len)
+        && durable_back <= at.0
+        && (body_at + TRAILER_BYTES) as u64 + body_len <= room
+        && (head >> (8 * body_at)) as u8 >= FIRST_ENGINE_KIND
+}
+
+/// Reads a LEB128 integer from the low bytes of `word`: its value and its length in bytes,
+/// which is 9 when none of the eight bytes ends it (the value then holds all eight groups).
+/// Not checked for minimality.
+fn leb128_in_word(word: u64) -> (u64, usize) {
+    // The bytes up to and including the first without the continuation bit.
+    let ends = !word & 0x8080_8080_8080_8080;
+    let len = ends.trailing_zeros() as usize / 8 + 1;
+    let lowest_end = ends & ends.wrapping_neg();
+    let through = lowest_end | lowest_end.wrapping_sub(1);
+    // Gather the 7-bit groups: pairs into 14 bits, then 28, then 56.
+    let mut value = word & through & 0x7f7f_7f7f_7f7f_7f7f;
+    value = (value & 0x007f_007f_007f_007f) | ((value & 0x7f00_7f00_7f00_7f00) >> 1);
+    value = (value & 0x0000_3fff_0000_3fff) | ((value & 0x3fff_0000_3fff_0000) >> 2);
+    value = (value & 0x0000_0000_0fff_ffff) | ((value & 0x0fff_ffff_0000_0000) >> 4);
+    (value, len)
+}
+
+/// How many bytes at the front of `bytes` are zero.
+fn zero_run(bytes: &[u8]) -> usize {
+    // Whole blocks first, each OR-ed together without a branch per byte: vector code, which
+    // stays cheap in coverage-instrumented builds (the fuzz targets) too.
+    let (blocks, _) = bytes.as_chunks::<64>();
+    let whole = blocks.iter().take_while(|block| block.iter().fold(0, |any, byte| any | byte) == 0).count() * 64;
+    whole + bytes[whole..].iter().take_while(|&&byte| byte == 0).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::varint;
+
+    /// `leb128_in_word` agrees with `varint::get` on every integer that ends within a word,
+    /// minimal or not, whatever bytes follow it.
+    #[test]
+    fn leb128_in_word_matches_varint_get() {
+        let mut seed = 0x1234_5678_9abc_def0_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..200_000 {
+            let mut bytes = next().to_le_bytes();
+            // Make every length from 1 to 9 (9: no byte ends the integer) common.
+            let len = round % 9;
+            for (index, byte) in bytes.iter_mut().enumerate() {
+                if index < len {
+                    *byte |= 0x80;
+                } else if index == len {
+                    *byte &= 0x7f;
+                }
+            }
+            let (value, used) = leb128_in_word(u64::from_le_bytes(bytes));
+            assert_eq!(used, len + 1, "{bytes:02x?}");
+            let groups = bytes.iter().take(used.min(8)).enumerate();
+            let expected = groups.fold(0u64, |value, (index, byte)| value | (u64::from(byte & 0x7f) << (7 * index)));
+            assert_eq!(value, expected, "{bytes:02x?}");
+            if let Some((decoded, decoded_len)) = varint::get(&bytes) {
+                assert_eq!((value, used), (decoded, decoded_len), "{bytes:02x?}");
+            }
+        }
     }
 }
