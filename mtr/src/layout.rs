@@ -19,7 +19,7 @@
 //! | 0      | 8    | magic `b"mtrdbLOG"`                                                |
 //! | 8      | 4    | format version, 1                                                  |
 //! | 12     | 4    | zero                                                               |
-//! | 16     | 8    | `capacity`: ring bytes, a multiple of 4096, at least [`MIN_CAPACITY_BYTES`] |
+//! | 16     | 8    | `capacity`: ring bytes, a multiple of 4096, at least [`MIN_CAPACITY_BYTES`] and at most [`MAX_CAPACITY_BYTES`] (64 GiB); a header claiming anything else is not a log |
 //! | 24     | 8    | `log_id`: chosen at creation; the engine keeps the same id in its data file, so a log from another database is refused |
 //! | 32     | 28   | zero                                                               |
 //! | 60     | 4    | CRC-32C of bytes 0..60                                             |
@@ -54,6 +54,11 @@ pub const BLOCK_BYTES: u64 = 4096;
 pub const RING_OFFSET: u64 = 3 * BLOCK_BYTES;
 /// The smallest ring.
 pub const MIN_CAPACITY_BYTES: u64 = 64 * 1024;
+/// The largest ring: 64 GiB, 512 times the engine's default of 128 MiB and beyond any redo log
+/// a single database needs (redo only has to hold what was written since the last checkpoint).
+/// The bound keeps the file's length (`RING_OFFSET + capacity`) and LSN arithmetic far from
+/// overflow, so a damaged header claiming an absurd ring is "not a log", not a panic.
+pub const MAX_CAPACITY_BYTES: u64 = 64 << 30;
 const HEADER_MAGIC: [u8; 8] = *b"mtrdbLOG";
 const CHECKPOINT_MAGIC: [u8; 8] = *b"mtrdbCKP";
 const FORMAT_VERSION: u32 = 1;
@@ -69,6 +74,16 @@ pub struct Checkpoint {
     pub lsn: Lsn,
     /// The log was durable at least this far when the checkpoint was written.
     pub durable_lsn: Lsn,
+}
+
+/// The length of a log file whose ring has `capacity` bytes, if that capacity is allowed: a
+/// multiple of the block size from [`MIN_CAPACITY_BYTES`] to [`MAX_CAPACITY_BYTES`].
+fn file_len_for(capacity: u64) -> Option<u64> {
+    if !(MIN_CAPACITY_BYTES..=MAX_CAPACITY_BYTES).contains(&capacity) || !capacity.is_multiple_of(BLOCK_BYTES) {
+        return None;
+    }
+    // Cannot overflow within the bound; checked all the same, as headers are untrusted input.
+    RING_OFFSET.checked_add(capacity)
 }
 
 fn seal(block: &mut [u8; STRUCT_BYTES]) {
@@ -104,18 +119,18 @@ impl LogFile {
     /// Lays out a new log in the empty `file`: header, checkpoint 1 at LSN 0 in slot 1, a ring of
     /// `capacity` bytes (sparse until written). Syncs the file; the caller syncs the directory.
     pub fn create(file: Arc<dyn StorageFile>, capacity: u64, log_id: u64) -> Result<LogFile> {
-        if capacity < MIN_CAPACITY_BYTES || !capacity.is_multiple_of(BLOCK_BYTES) {
+        let Some(file_len) = file_len_for(capacity) else {
             return Err(Error::Misuse(format!(
-                "log capacity {capacity} must be a multiple of {BLOCK_BYTES} and at least {MIN_CAPACITY_BYTES}"
+                "log capacity {capacity} must be a multiple of {BLOCK_BYTES} from {MIN_CAPACITY_BYTES} to {MAX_CAPACITY_BYTES}"
             )));
-        }
+        };
         let mut header = [0u8; STRUCT_BYTES];
         header[..8].copy_from_slice(&HEADER_MAGIC);
         header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         header[16..24].copy_from_slice(&capacity.to_le_bytes());
         header[24..32].copy_from_slice(&log_id.to_le_bytes());
         seal(&mut header);
-        file.set_len(RING_OFFSET + capacity).map_err(io("sizing a new log file"))?;
+        file.set_len(file_len).map_err(io("sizing a new log file"))?;
         file.write_all_at(&header, 0).map_err(io("writing the log header"))?;
         let log = LogFile { file, capacity, log_id };
         log.write_checkpoint(Checkpoint { number: 1, lsn: Lsn::ZERO, durable_lsn: Lsn::ZERO })?;
@@ -143,13 +158,12 @@ impl LogFile {
             return Err(not_a_log(format!("format version {version}, expected {FORMAT_VERSION}")));
         }
         let capacity = u64_at(&header, 16);
-        if capacity < MIN_CAPACITY_BYTES || !capacity.is_multiple_of(BLOCK_BYTES) {
+        let Some(promised_len) = file_len_for(capacity) else {
             return Err(not_a_log(format!("implausible capacity {capacity}")));
-        }
-        if len < RING_OFFSET + capacity {
+        };
+        if len < promised_len {
             return Err(not_a_log(format!(
-                "file is {len} bytes, its header promises {}; the log was truncated",
-                RING_OFFSET + capacity
+                "file is {len} bytes, its header promises {promised_len}; the log was truncated"
             )));
         }
         Ok(LogFile { file, capacity, log_id: u64_at(&header, 24) })
