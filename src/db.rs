@@ -69,6 +69,9 @@ pub const DEFAULT_PAGE_SIZE: usize = 4096;
 pub const DEFAULT_LOG_CAPACITY: u64 = 128 << 20;
 /// The default for [`Options::recovery_memory`]: 64 MiB of recovered page images.
 pub const DEFAULT_RECOVERY_MEMORY: u64 = 64 << 20;
+/// Under [`Durability::Eventual`], buffered redo is synced at least this often, by a thread of
+/// its own.
+pub const EVENTUAL_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Under [`Durability::Eventual`], buffered redo beyond this is synced at once.
 pub const EVENTUAL_FLUSH_BYTES: u64 = 4 << 20;
 
@@ -78,7 +81,8 @@ pub enum Durability {
     /// A write returns once its redo is durable (fsynced). Concurrent writers share syncs.
     #[default]
     Immediate,
-    /// A write returns once its redo is buffered; it is synced within about a second. A crash may
+    /// A write returns once its redo is buffered; a thread of the database's own syncs it within
+    /// about a second ([`EVENTUAL_FLUSH_INTERVAL`]), with or without background checkpoints. A crash may
     /// lose the latest writes, but never leaves a hole or a partial batch.
     Eventual,
 }
@@ -164,10 +168,14 @@ impl Options {
                 return Err(Error::InvalidOption(format!("page size {size} is not a power of two from 4096 to 65536")));
             }
         }
-        if self.log_capacity < 256 * 1024 || !self.log_capacity.is_multiple_of(4096) {
+        if self.log_capacity < 256 * 1024
+            || self.log_capacity > mtr::layout::MAX_CAPACITY_BYTES
+            || !self.log_capacity.is_multiple_of(4096)
+        {
             return Err(Error::InvalidOption(format!(
-                "log capacity {} is not a multiple of 4096 of at least 256 KiB",
-                self.log_capacity
+                "log capacity {} is not a multiple of 4096 from 256 KiB to {} bytes",
+                self.log_capacity,
+                mtr::layout::MAX_CAPACITY_BYTES
             )));
         }
         Ok(())
@@ -318,12 +326,15 @@ struct Inner {
     recovery: RecoveryReport,
     background: Mutex<Background>,
     background_signal: Condvar,
+    log_flush_signal: Condvar,
 }
 
 /// An open database. `Send + Sync`: share it between threads with `Arc<Db>`.
 pub struct Db {
     inner: Arc<Inner>,
     background: Option<JoinHandle<()>>,
+    /// Under [`Durability::Eventual`]: syncs the log buffer every [`EVENTUAL_FLUSH_INTERVAL`].
+    log_flusher: Option<JoinHandle<()>>,
     closed: bool,
 }
 
@@ -501,7 +512,7 @@ impl Db {
         let log = Log::resume(log_file, Lsn(report.recovered_end_lsn))?;
         let mut report = report;
         report.duration = started.elapsed();
-        Ok(Db::start(storage, location, options, page_size, log, doublewrite, pager, report))
+        Db::start(storage, location, options, page_size, log, doublewrite, pager, report)
     }
 
     fn create(
@@ -529,7 +540,7 @@ impl Db {
         let tag = DoublewriteTag { log_id, base_checkpoint: log.last_checkpoint().number };
         write_back_all(&mut pager, &*storage, &doublewrite, tag)?;
         log.checkpoint(end)?;
-        Ok(Db::start(storage, location, options, page_size, log, doublewrite, pager, RecoveryReport::default()))
+        Db::start(storage, location, options, page_size, log, doublewrite, pager, RecoveryReport::default())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -542,7 +553,7 @@ impl Db {
         doublewrite: Arc<dyn StorageFile>,
         pager: Pager,
         recovery: RecoveryReport,
-    ) -> Db {
+    ) -> Result<Db> {
         let background_checkpoints = options.background_checkpoints;
         let inner = Arc::new(Inner {
             location,
@@ -560,12 +571,29 @@ impl Db {
             recovery,
             background: Mutex::new(Background::default()),
             background_signal: Condvar::new(),
+            log_flush_signal: Condvar::new(),
         });
-        let background = background_checkpoints.then(|| {
-            let inner = Arc::clone(&inner);
-            std::thread::Builder::new().name("mtrdb-checkpoint".into()).spawn(move || inner.background_loop()).ok()
-        });
-        Db { inner, background: background.flatten(), closed: false }
+        let eventual = inner.options.durability == Durability::Eventual;
+        let mut db = Db { inner, background: None, log_flusher: None, closed: false };
+        // A thread that cannot be started is an error, not a silent loss of the promise it
+        // keeps (dropping `db` then stops whatever did start).
+        let spawn = |name: &str, body: fn(&Inner), inner: &Arc<Inner>| {
+            let inner = Arc::clone(inner);
+            std::thread::Builder::new().name(name.into()).spawn(move || body(&inner)).map_err(|source| Error::Io {
+                action: "starting a background thread",
+                path: name.to_string(),
+                source,
+            })
+        };
+        if background_checkpoints {
+            db.background = Some(spawn("mtrdb-checkpoint", Inner::background_loop, &db.inner)?);
+        }
+        if eventual {
+            // Its own thread, so that neither `background_checkpoints(false)` nor a long
+            // checkpoint holds off the promised sync.
+            db.log_flusher = Some(spawn("mtrdb-log-flush", Inner::log_flush_loop, &db.inner)?);
+        }
+        Ok(db)
     }
 
     /// The value of `key`, if present.
@@ -649,8 +677,9 @@ impl Db {
             let mut background = self.inner.background.lock();
             background.stop = true;
             self.inner.background_signal.notify_all();
+            self.inner.log_flush_signal.notify_all();
         }
-        if let Some(handle) = self.background.take() {
+        for handle in [self.background.take(), self.log_flusher.take()].into_iter().flatten() {
             let _ = handle.join();
         }
         self.inner.checkpoint()
@@ -927,14 +956,30 @@ impl Inner {
             if self.failure.lock().is_some() {
                 continue;
             }
-            if self.options.durability == Durability::Eventual && self.log.unflushed_bytes() > 0 {
-                if let Err(error) = self.log.flush_all() {
-                    self.fail(error.into());
-                    continue;
-                }
-            }
             if self.log.free_bytes() < self.log.file().capacity() / 2 {
                 let _ = self.checkpoint();
+            }
+        }
+    }
+
+    /// The log flusher under [`Durability::Eventual`]: every [`EVENTUAL_FLUSH_INTERVAL`], makes
+    /// the buffered redo durable, whatever else is going on.
+    fn log_flush_loop(&self) {
+        loop {
+            {
+                let mut background = self.background.lock();
+                if !background.stop {
+                    self.log_flush_signal.wait_for(&mut background, EVENTUAL_FLUSH_INTERVAL);
+                }
+                if background.stop {
+                    return;
+                }
+            }
+            if self.failure.lock().is_some() || self.log.unflushed_bytes() == 0 {
+                continue;
+            }
+            if let Err(error) = self.log.flush_all() {
+                self.fail(error.into());
             }
         }
     }
