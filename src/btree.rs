@@ -25,7 +25,7 @@ use mtr::{Log, Lsn, MtrBuf};
 
 use crate::error::{Error, Result};
 use crate::page::{self, LeafValue, MetaState, Node, PageId, PageKind, SLOT_BYTES};
-use crate::pager::{PageRef, Pager, UndoImages};
+use crate::pager::{PageRef, Pager, SnapshotWindow, UndoImages};
 use crate::redo::{self, Change};
 use crate::replay::ReplayJournal;
 
@@ -309,7 +309,7 @@ pub(crate) struct BatchWriter<'a> {
     /// Pages changed by the mtr under construction.
     touched: Vec<PageId>,
     undo: UndoImages,
-    history_version: Option<u64>,
+    history: Option<SnapshotWindow>,
     meta: MetaState,
     meta_dirty: bool,
     appended_any: bool,
@@ -325,7 +325,7 @@ impl<'a> BatchWriter<'a> {
         pager: &'a mut Pager,
         log: &'a Log,
         mtr: &'a mut MtrBuf,
-        history_version: Option<u64>,
+        history: Option<SnapshotWindow>,
         journal: Option<ReplayJournal>,
     ) -> Result<BatchWriter<'a>> {
         mtr.clear();
@@ -337,7 +337,7 @@ impl<'a> BatchWriter<'a> {
             mtr,
             touched: Vec::new(),
             undo: UndoImages::default(),
-            history_version,
+            history,
             meta,
             meta_dirty: false,
             appended_any: false,
@@ -359,7 +359,7 @@ impl<'a> BatchWriter<'a> {
         let kind = change.kind();
         let payload = self.mtr.push_with(kind, u64::from(page_id), |out| change.encode(out));
         let fresh = redo::is_format(kind);
-        let page = self.pager.page_mut(page_id, fresh, fresh, Some(&mut self.undo), self.history_version)?;
+        let page = self.pager.page_mut(page_id, fresh, fresh, Some(&mut self.undo), self.history)?;
         redo::apply(kind, page_id, payload, page)
             .map_err(|e| Error::corrupt(page_id, format!("forward apply failed: {e}")))?;
         debug_assert!(page::validate(page_id, page).is_ok(), "apply left page {page_id} invalid");

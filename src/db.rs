@@ -47,7 +47,7 @@ use crate::check::{self, CheckReport};
 use crate::checkpoint::{self, DoublewriteTag};
 use crate::error::{Error, Result};
 use crate::page::{self, MAX_KEY_BYTES};
-use crate::pager::Pager;
+use crate::pager::{Pager, SnapshotWindow};
 use crate::recovery::{self, RecoveryReport};
 use crate::replay::ReplayJournal;
 
@@ -820,16 +820,14 @@ impl Inner {
         let (commit, removed) = {
             let mut mtr = self.writer.lock();
             let mut tree = self.tree.write();
-            let oldest_snapshot = self.snapshots.lock().keys().next().copied();
+            let (oldest_snapshot, newest_snapshot) = {
+                let snapshots = self.snapshots.lock();
+                (snapshots.keys().next().copied(), snapshots.keys().next_back().copied())
+            };
             tree.pager.trim_history(oldest_snapshot);
-            let history_version = oldest_snapshot.map(|_| tree.version);
-            let mut writer = BatchWriter::new(
-                &mut tree.pager,
-                &self.log,
-                &mut mtr,
-                history_version,
-                self.options.replay_journal.clone(),
-            )?;
+            let history = newest_snapshot.map(|newest_open| SnapshotWindow { version: tree.version, newest_open });
+            let mut writer =
+                BatchWriter::new(&mut tree.pager, &self.log, &mut mtr, history, self.options.replay_journal.clone())?;
             let mut removed = false;
             let mut failed = None;
             for op in ops {
@@ -1071,6 +1069,17 @@ impl<'a> Iter<'a> {
         Ok(())
     }
 
+    /// Ends the iteration and releases the snapshot at once: a finished iterator kept alive
+    /// pins nothing.
+    fn finish(&mut self) {
+        self.finished = true;
+        self.front.clear();
+        self.back.clear();
+        if let Some(version) = self.version.take() {
+            self.db.inner.release_snapshot(version);
+        }
+    }
+
     fn step(&mut self, forward: bool) -> Option<Result<(Vec<u8>, Vec<u8>)>> {
         if self.finished {
             return None;
@@ -1082,18 +1091,18 @@ impl<'a> Iter<'a> {
         };
         if buffer_empty && !exhausted {
             if let Err(error) = self.fill(forward) {
-                self.finished = true;
+                self.finish();
                 return Some(Err(error));
             }
         }
         let next = if forward { self.front.pop_front() } else { self.back.pop_front() };
         let Some((key, value)) = next else {
-            self.finished = true;
+            self.finish();
             return None;
         };
         // The other end may have moved past this entry already.
         if !btree_within(&key, &self.low, &self.high) {
-            self.finished = true;
+            self.finish();
             return None;
         }
         let bound = if forward { &mut self.low } else { &mut self.high };

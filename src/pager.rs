@@ -16,8 +16,14 @@
 //! # Snapshots
 //! Iterators read at a snapshot version (the number of batches committed when they started). When
 //! a batch first changes a page while a snapshot is open, the pager keeps the page's previous image
-//! in `history`, tagged with the last version it was current for; a snapshot reader takes the
-//! oldest image that is still valid for its version. Images no open snapshot needs are dropped.
+//! in `history`, tagged with the last version it was current for, **if an open snapshot needs
+//! it**: one whose version is newer than the page's last kept image (older snapshots read that
+//! one or an older one). A snapshot reader takes the oldest image that is still valid for its
+//! version. Images no open snapshot needs are dropped.
+//!
+//! **Memory bound:** each open snapshot retains at most one image per page changed since it
+//! began, however many batches change the page (N snapshots open at distinct versions: at most N
+//! images per page). The images are shared with the dirty table until a writer changes the page.
 //!
 //! This module owns page bytes in memory and their movement to and from the data file. It must not
 //! interpret node contents beyond validation, and must not change page bytes except by handing a
@@ -61,6 +67,15 @@ pub(crate) struct DirtyImage {
     /// The page's redo since it last became dirty starts by rebuilding it from nothing (a format
     /// record), so a torn write of it is repaired by redo alone and needs no doublewrite copy.
     pub rebuilt: bool,
+}
+
+/// What a batch needs to know to keep images for open snapshots.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct SnapshotWindow {
+    /// The committed version the batch starts from: the last version its old images serve.
+    pub version: u64,
+    /// The newest open snapshot's version.
+    pub newest_open: u64,
 }
 
 /// Images kept for snapshots: (last version the image was current for, image), ascending.
@@ -198,8 +213,8 @@ impl Pager {
     }
 
     /// A mutable image of the page for a redo record to change. On the first change in the
-    /// current batch, `undo` keeps the page's previous image, and `history_version` (the committed
-    /// version, when snapshots are open) keeps it for snapshot readers. `fresh`: the record
+    /// current batch, `undo` keeps the page's previous image, and `history` (when snapshots are
+    /// open) keeps it for snapshot readers if one needs it (see the module doc). `fresh`: the record
     /// rebuilds the page, so damaged or missing old bytes are fine. `exempt`: if the page becomes
     /// dirty with this record, it may skip the doublewrite copy ([`DirtyImage::rebuilt`]); only
     /// the forward path may say so (see [`crate::checkpoint`] for why recovery never does).
@@ -209,20 +224,25 @@ impl Pager {
         fresh: bool,
         exempt: bool,
         undo: Option<&mut UndoImages>,
-        history_version: Option<u64>,
+        history: Option<SnapshotWindow>,
     ) -> Result<&mut [u8]> {
         let first_in_batch = undo.as_ref().is_none_or(|undo| !undo.contains_key(&page_id));
         if first_in_batch {
-            if let Some(version) = history_version {
+            // The current image serves the versions since the last kept one (or since ever);
+            // it is needed only if an open snapshot lies among them.
+            let needed = history.filter(|window| {
+                self.history
+                    .get(&page_id)
+                    .and_then(|images| images.last())
+                    .is_none_or(|(last, _)| window.newest_open > *last)
+            });
+            if let Some(window) = needed {
                 let previous: Option<Arc<[u8]>> = match self.dirty.get(&page_id) {
                     Some(image) => Some(Arc::clone(image)),
                     None => self.read_clean_if_valid(page_id).map(|bytes| Arc::from(&*bytes)),
                 };
                 if let Some(previous) = previous {
-                    let images = self.history.entry(page_id).or_default();
-                    if images.last().is_none_or(|(last, _)| *last < version) {
-                        images.push((version, previous));
-                    }
+                    self.history.entry(page_id).or_default().push((window.version, previous));
                 }
             }
             if let Some(undo) = undo {
