@@ -816,51 +816,27 @@ impl Inner {
         if ops.is_empty() {
             return Ok(false);
         }
-        self.make_log_room(payload_bytes + 64 * ops.len() as u64)?;
+        let capacity = self.log.file().capacity();
+        if payload_bytes + btree::ABORT_RESERVE_BYTES > capacity {
+            // The keys and values alone are more than the log holds: no room-making can help.
+            return Err(Error::BatchTooLarge { needed: payload_bytes + btree::ABORT_RESERVE_BYTES, capacity });
+        }
         let (commit, removed) = {
+            // The writer lock is held from the room check to the commit, so no other writer can
+            // use the room this batch made.
             let mut mtr = self.writer.lock();
-            let mut tree = self.tree.write();
-            let (oldest_snapshot, newest_snapshot) = {
-                let snapshots = self.snapshots.lock();
-                (snapshots.keys().next().copied(), snapshots.keys().next_back().copied())
-            };
-            tree.pager.trim_history(oldest_snapshot);
-            let history = newest_snapshot.map(|newest_open| SnapshotWindow { version: tree.version, newest_open });
-            let mut writer =
-                BatchWriter::new(&mut tree.pager, &self.log, &mut mtr, history, self.options.replay_journal.clone())?;
-            let mut removed = false;
-            let mut failed = None;
-            for op in ops {
-                let result = match op {
-                    BatchOp::Insert(key, value) => writer.insert(key, value),
-                    BatchOp::Remove(key) => writer.remove(key).map(|existed| removed |= existed),
-                };
-                if let Err(error) = result {
-                    failed = Some(error);
-                    break;
+            self.make_log_room(payload_bytes + 64 * ops.len() as u64)?;
+            let log_was_empty = self.log.free_bytes() == capacity;
+            match self.apply_batch(&mut mtr, ops) {
+                // The estimate was short (merges can log most of a page per remove): the batch
+                // was abandoned whole. Checkpoint until the log is empty and try once more; only
+                // a batch whose own redo exceeds the log fails then.
+                Err(Error::BatchTooLarge { .. }) if !log_was_empty => {
+                    self.checkpoint()?;
+                    self.apply_batch(&mut mtr, ops)?
                 }
+                outcome => outcome?,
             }
-            let outcome = match failed {
-                None => writer.commit(),
-                Some(error) => Err(error),
-            };
-            let commit = match outcome {
-                Ok(commit) => {
-                    self.counters.add(&writer.counts);
-                    commit
-                }
-                Err(error) => {
-                    if let Err(abort_error) = writer.abort() {
-                        self.fail(abort_error);
-                    }
-                    return Err(error);
-                }
-            };
-            if commit.is_some() {
-                tree.version += 1;
-                self.counters.batches.fetch_add(1, Ordering::Relaxed);
-            }
-            (commit, removed)
         };
         if let Some(end) = commit {
             match self.options.durability {
@@ -878,12 +854,57 @@ impl Inner {
         Ok(removed)
     }
 
+    /// Applies a batch under the tree's write lock (the caller holds the writer lock): commits it
+    /// whole, or abandons it whole and returns the error. Returns the commit LSN (`None` if it
+    /// changed nothing) and whether a remove found its key.
+    fn apply_batch(&self, mtr: &mut MtrBuf, ops: &[BatchOp]) -> Result<(Option<Lsn>, bool)> {
+        let mut tree = self.tree.write();
+        let (oldest_snapshot, newest_snapshot) = {
+            let snapshots = self.snapshots.lock();
+            (snapshots.keys().next().copied(), snapshots.keys().next_back().copied())
+        };
+        tree.pager.trim_history(oldest_snapshot);
+        let history = newest_snapshot.map(|newest_open| SnapshotWindow { version: tree.version, newest_open });
+        let mut writer =
+            BatchWriter::new(&mut tree.pager, &self.log, mtr, history, self.options.replay_journal.clone())?;
+        let mut removed = false;
+        let mut failed = None;
+        for op in ops {
+            let result = match op {
+                BatchOp::Insert(key, value) => writer.insert(key, value),
+                BatchOp::Remove(key) => writer.remove(key).map(|existed| removed |= existed),
+            };
+            if let Err(error) = result {
+                failed = Some(error);
+                break;
+            }
+        }
+        let outcome = match failed {
+            None => writer.commit(),
+            Some(error) => Err(error),
+        };
+        let commit = match outcome {
+            Ok(commit) => {
+                self.counters.add(&writer.counts);
+                commit
+            }
+            Err(error) => {
+                if let Err(abort_error) = writer.abort() {
+                    self.fail(abort_error);
+                }
+                return Err(error);
+            }
+        };
+        if commit.is_some() {
+            tree.version += 1;
+            self.counters.batches.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((commit, removed))
+    }
+
     /// Makes sure about `estimate` bytes of redo fit, checkpointing if the log is short of room.
     fn make_log_room(&self, estimate: u64) -> Result<()> {
         let capacity = self.log.file().capacity();
-        if estimate + btree::ABORT_RESERVE_BYTES > capacity {
-            return Err(Error::BatchTooLarge { needed: estimate + btree::ABORT_RESERVE_BYTES, capacity });
-        }
         // Leave room for the batch (twice its payload covers splits) and a margin.
         let wanted = (estimate.saturating_mul(2) + capacity / 8).min(capacity - btree::ABORT_RESERVE_BYTES);
         for _ in 0..3 {
