@@ -74,39 +74,77 @@ fn node_at<'p>(page: &'p [u8], page_id: PageId, level: u32) -> Result<Node<'p>> 
     Ok(node)
 }
 
+/// A buffer for an overflow value of `len` bytes, refusing lengths no value can have (the
+/// length comes from the page, so it is not trusted with an allocation).
+pub(crate) fn overflow_buffer(len: u32, first_page: PageId) -> Result<Vec<u8>> {
+    if len as usize > crate::db::MAX_VALUE_BYTES {
+        return Err(Error::corrupt(first_page, format!("an overflow value claims {len} bytes")));
+    }
+    Ok(Vec::with_capacity(len as usize))
+}
+
+/// Appends the data of overflow page `page_id` to `out`; returns the next page of the chain.
+pub(crate) fn append_overflow_page(source: &impl PageSource, page_id: PageId, out: &mut Vec<u8>) -> Result<PageId> {
+    let page = source.page(page_id)?;
+    let header = page::header(&page);
+    if header.kind != PageKind::Overflow as u8 {
+        return Err(Error::corrupt(page_id, "expected an overflow page"));
+    }
+    let data_len = header.content_start.get() as usize;
+    let data = page
+        .get(page::HEADER_BYTES..page::HEADER_BYTES + data_len)
+        .ok_or_else(|| Error::corrupt(page_id, "overflow data out of bounds"))?;
+    if out.len() + data.len() > out.capacity() {
+        return Err(Error::corrupt(page_id, "the overflow chain holds more than its cell says"));
+    }
+    out.extend_from_slice(data);
+    Ok(header.link.get())
+}
+
+/// Checks a finished overflow read: the chain ended exactly at the claimed length.
+pub(crate) fn check_overflow_read(out: &[u8], len: u32, first_page: PageId, next: PageId) -> Result<()> {
+    if out.len() != len as usize || next != 0 {
+        return Err(Error::corrupt(
+            first_page,
+            format!("overflow chain holds {} bytes, the cell says {len}", out.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a whole value, following its overflow chain if it has one.
 pub(crate) fn read_value(source: &impl PageSource, value: LeafValue<'_>, page_size: usize) -> Result<Vec<u8>> {
     match value {
         LeafValue::Inline(bytes) => Ok(bytes.to_vec()),
         LeafValue::Overflow { len, first_page } => {
-            let len = len as usize;
-            let mut out = Vec::with_capacity(len);
+            let mut out = overflow_buffer(len, first_page)?;
             let mut next = first_page;
-            let max_pages = len.div_ceil(page::overflow_capacity(page_size));
-            for _ in 0..max_pages {
+            for _ in 0..(len as usize).div_ceil(page::overflow_capacity(page_size)) {
                 if next == 0 {
                     break;
                 }
-                let page = source.page(next)?;
-                let header = page::header(&page);
-                if header.kind != PageKind::Overflow as u8 {
-                    return Err(Error::corrupt(next, "expected an overflow page"));
-                }
-                let data_len = header.content_start.get() as usize;
-                let data = page
-                    .get(page::HEADER_BYTES..page::HEADER_BYTES + data_len)
-                    .ok_or_else(|| Error::corrupt(next, "overflow data out of bounds"))?;
-                out.extend_from_slice(data);
-                next = header.link.get();
+                next = append_overflow_page(source, next, &mut out)?;
             }
-            if out.len() != len || next != 0 {
-                return Err(Error::corrupt(
-                    first_page,
-                    format!("overflow chain holds {} bytes, the cell says {len}", out.len()),
-                ));
-            }
+            check_overflow_read(&out, len, first_page, next)?;
             Ok(out)
         }
+    }
+}
+
+/// Bytes of values one iterator fill copies out at most (beyond its first entry). Overflow
+/// values are not copied in a fill: the iterator reads each when it yields it.
+pub const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
+/// A value as an iterator fill copies it: inline bytes, or where its overflow chain starts.
+pub(crate) enum ChunkValue {
+    Loaded(Vec<u8>),
+    Overflow { len: u32, first_page: PageId },
+}
+
+fn chunk_value(value: LeafValue<'_>) -> (ChunkValue, usize) {
+    match value {
+        LeafValue::Inline(bytes) => (ChunkValue::Loaded(bytes.to_vec()), bytes.len()),
+        LeafValue::Overflow { len, first_page } => (ChunkValue::Overflow { len, first_page }, 0),
     }
 }
 
@@ -132,7 +170,7 @@ pub(crate) fn get(source: &impl PageSource, key: &[u8], page_size: usize) -> Res
 /// `forward` from the first key after `low`, or backward from the last key before `high`.
 pub(crate) struct LeafChunk {
     /// Keys and values, in iteration order.
-    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    pub entries: Vec<(Vec<u8>, ChunkValue)>,
     /// Whether the range has no entries beyond this chunk (in its direction).
     pub exhausted: bool,
 }
@@ -158,7 +196,6 @@ pub(crate) fn chunk_forward(
     source: &impl PageSource,
     low: &Bound<Vec<u8>>,
     high: &Bound<Vec<u8>>,
-    page_size: usize,
     limit: usize,
 ) -> Result<LeafChunk> {
     let meta = read_meta(source)?;
@@ -184,13 +221,16 @@ pub(crate) fn chunk_forward(
             Bound::Excluded(key) => node.search(key).map_or_else(|index| index, |index| index + 1),
         };
         let mut index = first;
-        while index < node.len() && entries.len() < limit {
+        let mut bytes = 0;
+        while index < node.len() && entries.len() < limit && bytes < SCAN_CHUNK_BYTES {
             let key = node.key(index);
             if !within_high(key, high) {
                 exhausted = true;
                 break;
             }
-            entries.push((key.to_vec(), read_value(source, node.leaf_value(index), page_size)?));
+            let (value, value_bytes) = chunk_value(node.leaf_value(index));
+            bytes += key.len() + value_bytes;
+            entries.push((key.to_vec(), value));
             index += 1;
         }
         let next = node.link();
@@ -214,7 +254,6 @@ pub(crate) fn chunk_backward(
     source: &impl PageSource,
     low: &Bound<Vec<u8>>,
     high: &Bound<Vec<u8>>,
-    page_size: usize,
     limit: usize,
 ) -> Result<LeafChunk> {
     let meta = read_meta(source)?;
@@ -251,16 +290,19 @@ pub(crate) fn chunk_backward(
             Bound::Excluded(key) => node.search(key).unwrap_or_else(|index| index),
         };
         let mut index = end;
-        while index > 0 && entries.len() < limit {
+        let mut bytes = 0;
+        while index > 0 && entries.len() < limit && bytes < SCAN_CHUNK_BYTES {
             let key = node.key(index - 1);
             if !within_low(key, low) {
                 exhausted = true;
                 break;
             }
-            entries.push((key.to_vec(), read_value(source, node.leaf_value(index - 1), page_size)?));
+            let (value, value_bytes) = chunk_value(node.leaf_value(index - 1));
+            bytes += key.len() + value_bytes;
+            entries.push((key.to_vec(), value));
             index -= 1;
         }
-        let stopped_by_limit = index > 0 && entries.len() == limit && !exhausted;
+        let stopped_by_limit = index > 0 && (entries.len() == limit || bytes >= SCAN_CHUNK_BYTES) && !exhausted;
         // Keys below the fence can still be in range only if the low bound lies below it.
         let more_below = match (&fence, low) {
             (None, _) => false,

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use mtr::{DirStorage, Log, LogFile, Lsn, MtrBuf, OpenMode, Storage, StorageFile};
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::btree::{self, AtVersion, BatchWriter, Latest, WriteCounts};
+use crate::btree::{self, AtVersion, BatchWriter, ChunkValue, Latest, WriteCounts};
 use crate::check::{self, CheckReport};
 use crate::checkpoint::{self, DoublewriteTag};
 use crate::error::{Error, Result};
@@ -1023,14 +1023,21 @@ impl Inner {
 
 /// An iterator over a range of entries, at the snapshot taken when it was created. Yields
 /// `Result<(key, value)>`; after an error it ends.
+///
+/// **Bounds.** It takes the tree's read lock only to copy a chunk of one leaf (at most
+/// [`btree::SCAN_CHUNK_BYTES`] of keys and inline values beyond its first entry) or up to 64
+/// pages of one large value, so a scan never holds writers off for long. Large (overflow) values
+/// are read when yielded, never buffered ahead: it holds at most one chunk per end plus the value
+/// it yields. While it is unfinished, its snapshot retains at most one page image per page
+/// changed since it began; once it has returned `None`, it retains nothing.
 pub struct Iter<'a> {
     db: &'a Db,
     version: Option<u64>,
     low: Bound<Vec<u8>>,
     high: Bound<Vec<u8>>,
-    front: VecDeque<(Vec<u8>, Vec<u8>)>,
+    front: VecDeque<(Vec<u8>, ChunkValue)>,
     front_exhausted: bool,
-    back: VecDeque<(Vec<u8>, Vec<u8>)>,
+    back: VecDeque<(Vec<u8>, ChunkValue)>,
     back_exhausted: bool,
     finished: bool,
     /// Entries the next fill of each end copies out: small at first (short scans are the common
@@ -1038,6 +1045,9 @@ pub struct Iter<'a> {
     front_limit: usize,
     back_limit: usize,
 }
+
+/// Overflow pages an iterator reads per hold of the tree's read lock.
+const OVERFLOW_PAGES_PER_LOCK: usize = 64;
 
 /// Entries the first fill of an iterator copies out.
 const FIRST_FILL_ENTRIES: usize = 16;
@@ -1075,14 +1085,13 @@ impl<'a> Iter<'a> {
         let Some(version) = self.version else { return Ok(()) };
         let tree = self.db.inner.tree.read();
         let source = AtVersion(&tree.pager, version);
-        let page_size = self.db.inner.page_size;
         if forward {
-            let chunk = btree::chunk_forward(&source, &self.low, &self.high, page_size, self.front_limit)?;
+            let chunk = btree::chunk_forward(&source, &self.low, &self.high, self.front_limit)?;
             self.front.extend(chunk.entries);
             self.front_exhausted = chunk.exhausted;
             self.front_limit = self.front_limit.saturating_mul(4);
         } else {
-            let chunk = btree::chunk_backward(&source, &self.low, &self.high, page_size, self.back_limit)?;
+            let chunk = btree::chunk_backward(&source, &self.low, &self.high, self.back_limit)?;
             self.back.extend(chunk.entries);
             self.back_exhausted = chunk.exhausted;
             self.back_limit = self.back_limit.saturating_mul(4);
@@ -1126,9 +1135,44 @@ impl<'a> Iter<'a> {
             self.finish();
             return None;
         }
+        let value = match value {
+            ChunkValue::Loaded(value) => value,
+            ChunkValue::Overflow { len, first_page } => match self.read_overflow(len, first_page) {
+                Ok(value) => value,
+                Err(error) => {
+                    self.finish();
+                    return Some(Err(error));
+                }
+            },
+        };
         let bound = if forward { &mut self.low } else { &mut self.high };
         set_excluded(bound, &key);
         Some(Ok((key, value)))
+    }
+
+    /// Reads an overflow value at the iterator's snapshot, taking the tree's read lock for
+    /// [`OVERFLOW_PAGES_PER_LOCK`] pages at a time, so that a 64 MiB value never holds writers
+    /// off for its whole length. The snapshot keeps the chain's pages as they were (a page
+    /// freed or reused since keeps its old image for it).
+    fn read_overflow(&self, len: u32, first_page: page::PageId) -> Result<Vec<u8>> {
+        let Some(version) = self.version else { return Err(Error::corrupt(first_page, "no snapshot")) };
+        let mut out = btree::overflow_buffer(len, first_page)?;
+        let max_pages = (len as usize).div_ceil(page::overflow_capacity(self.db.inner.page_size));
+        let mut next = first_page;
+        let mut pages = 0;
+        while next != 0 && pages < max_pages {
+            let tree = self.db.inner.tree.read();
+            let source = AtVersion(&tree.pager, version);
+            for _ in 0..OVERFLOW_PAGES_PER_LOCK {
+                if next == 0 || pages >= max_pages {
+                    break;
+                }
+                next = btree::append_overflow_page(&source, next, &mut out)?;
+                pages += 1;
+            }
+        }
+        btree::check_overflow_read(&out, len, first_page, next)?;
+        Ok(out)
     }
 }
 
