@@ -31,6 +31,10 @@ use crate::replay::ReplayJournal;
 
 /// Body bytes after which a chain of overflow pages continues in a new mtr.
 pub const OVERFLOW_MTR_BYTES: usize = 256 * 1024;
+/// Pages after which freeing an overflow chain continues in a new mtr: bounds the pages one mtr
+/// touches (and so what recovery holds for one mtr, and the writer's per-mtr bookkeeping) even
+/// for a 64 MiB chain, whose free records are a few bytes each.
+pub const MTR_MAX_PAGES: usize = 256;
 /// Log space kept free so that an abandoned batch can always log its abort.
 pub const ABORT_RESERVE_BYTES: u64 = 4096;
 
@@ -405,7 +409,9 @@ impl<'a> BatchWriter<'a> {
         redo::apply(kind, page_id, payload, page)
             .map_err(|e| Error::corrupt(page_id, format!("forward apply failed: {e}")))?;
         debug_assert!(page::validate(page_id, page).is_ok(), "apply left page {page_id} invalid");
-        if !self.touched.contains(&page_id) {
+        // Linear, but an mtr touches at most a few hundred pages (MTR_MAX_PAGES, a split
+        // cascade of 2 pages per level); the last page is the common repeat.
+        if self.touched.last() != Some(&page_id) && !self.touched.contains(&page_id) {
             self.touched.push(page_id);
         }
         Ok(())
@@ -832,7 +838,7 @@ impl<'a> BatchWriter<'a> {
         let mut next = first_page;
         let mut freed = 0u64;
         while next != 0 {
-            if self.mtr.body().len() >= OVERFLOW_MTR_BYTES {
+            if self.mtr.body().len() >= OVERFLOW_MTR_BYTES || self.touched.len() >= MTR_MAX_PAGES {
                 self.begin_mtr()?;
             }
             let link = {
