@@ -155,3 +155,38 @@ fn crash_at_every_boundary_with_eventual_durability() {
     );
     assert_eq!(explored, recovered);
 }
+
+#[test]
+fn crash_at_every_boundary_with_the_background_thread_on() {
+    // As users run it: the background thread checkpoints whenever the small log is half full,
+    // concurrently with the writer, at moments the scheduler picks (the overlapping-checkpoint
+    // test pins such moments down deterministically; this one runs the real thread).
+    let steps = workload();
+    let models = models(&steps);
+    let with_thread = |journal: &ReplayJournal| options(journal).background_checkpoints(true);
+    let reference = FaultStorage::new();
+    let full = run_with(&reference, &steps, with_thread(&ReplayJournal::new()), false);
+    assert_eq!(full.acknowledged, models.len() - 1);
+    let total_ops = reference.op_count();
+    let mut explored = 0u64;
+    let mut recovered = 0u64;
+    for crash_at in 0..=total_ops {
+        for seed in [0u64, 1, 2, 5] {
+            let storage = FaultStorage::new();
+            let journal = ReplayJournal::new();
+            storage.crash_at(crash_at);
+            let outcome = run_with(&storage, &steps, with_thread(&journal), false);
+            explored += 1;
+            verify(
+                storage.power_loss(seed),
+                &models,
+                &outcome,
+                &journal,
+                &format!("background thread on: crash at op {crash_at}, seed {seed}"),
+            );
+            recovered += 1;
+        }
+    }
+    println!("crash points explored: {explored}, recovered: {recovered} (background checkpoint thread on, {total_ops} I/O boundaries in the reference run)");
+    assert_eq!(explored, recovered);
+}
