@@ -619,6 +619,14 @@ impl Db {
     }
 
     /// Applies a batch atomically: all of it or nothing, also across a crash.
+    ///
+    /// **When it fails.** A refusal checked up front ([`Error::KeySize`],
+    /// [`Error::ValueTooLarge`], [`Error::BatchTooLarge`]) applied nothing. Any other error means
+    /// the outcome is unknown: the batch may or may not survive a crash, and readers of this
+    /// handle may already see it (batches are visible to readers before their redo is durable,
+    /// as in every group-commit engine). After a failed write or sync the handle refuses writes
+    /// ([`Error::Poisoned`]) but still serves reads of what it holds in memory; close and reopen
+    /// it to see exactly what is durable, which recovery then makes safe to build on.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
         self.inner.write(&batch.ops).map(|_| ())
     }

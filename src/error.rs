@@ -96,7 +96,9 @@ pub enum Error {
         /// The log's capacity.
         capacity: u64,
     },
-    /// An earlier write or sync failed; the database refuses writes until reopened.
+    /// An earlier write or sync failed; the database refuses writes until reopened. Reads go on
+    /// and may include the batch whose write failed (its durability is unknown); a reopen shows
+    /// exactly what is durable.
     #[error("an earlier write failed ({cause}); close and reopen the database (recovery will replay the redo log)")]
     Poisoned {
         /// The first failure.
