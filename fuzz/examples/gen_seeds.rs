@@ -397,13 +397,29 @@ impl Ops {
         self
     }
     fn batch(&mut self, entries: &[(bool, u8)]) -> &mut Ops {
-        self.0.u8(2).u8(entries.len() as u8 - 1);
+        self.0.u8(2);
+        self.batch_fields(entries);
+        self
+    }
+    fn batch_fields(&mut self, entries: &[(bool, u8)]) {
+        self.0.u8(entries.len() as u8 - 1);
         for &(remove, key) in entries {
             self.0.u8(u8::from(remove)).u8(key);
             if !remove {
                 self.value(1, 60);
             }
         }
+    }
+    /// A foreground checkpoint.
+    fn checkpoint(&mut self) -> &mut Ops {
+        self.0.u8(3).u8(0xff);
+        self
+    }
+    /// A checkpoint held before I/O operation `now + pause` while the batch is written.
+    fn overlapped_checkpoint(&mut self, pause: u8, entries: &[(bool, u8)]) -> &mut Ops {
+        assert!(pause < crash_ops::PLAIN_CHECKPOINT);
+        self.0.u8(3).u8(pause);
+        self.batch_fields(entries);
         self
     }
     fn op(&mut self, opcode: u8) -> &mut Ops {
@@ -428,7 +444,6 @@ impl Ops {
 }
 
 fn crash_ops_seeds() -> Vec<(&'static str, Vec<u8>)> {
-    const CHECKPOINT: u8 = 3;
     const REOPEN: u8 = 4;
     let mut seeds = Vec::new();
     seeds.push(("insert-power-loss", Ops::new().insert(1, 0, 10).insert(2, 0, 20).power_loss(2, 0).finish()));
@@ -436,7 +451,7 @@ fn crash_ops_seeds() -> Vec<(&'static str, Vec<u8>)> {
     for key in 0..40u8 {
         splits.insert(0x80 + key % 64, 1, 100);
     }
-    splits.op(CHECKPOINT);
+    splits.checkpoint();
     for key in 0..30u8 {
         splits.insert(key * 3, 2, 150);
     }
@@ -446,14 +461,14 @@ fn crash_ops_seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
     seeds.push(("splits-crash", splits.finish()));
     let mut overflow = Ops::new();
-    overflow.insert(7, 7, 3000).insert(8, 7, 5000).insert(9, 5, 1400).op(CHECKPOINT);
+    overflow.insert(7, 7, 3000).insert(8, 7, 5000).insert(9, 5, 1400).checkpoint();
     overflow.insert(7, 7, 100).remove(8).op(REOPEN).remove(7).power_loss(9, 0);
     seeds.push(("overflow-reopen", overflow.finish()));
     let mut merges = Ops::new();
     for key in 0..30u8 {
         merges.insert(0x80 + key, 4, 200);
     }
-    merges.op(CHECKPOINT);
+    merges.checkpoint();
     for key in 0..30u8 {
         merges.remove(0x80 + key);
     }
@@ -466,7 +481,7 @@ fn crash_ops_seeds() -> Vec<(&'static str, Vec<u8>)> {
     seeds.push(("batches-torn", batches.finish()));
     let mut io = Ops::new();
     io.insert(1, 0, 10).io_error(1).insert(2, 0, 10).insert(3, 0, 10).op(REOPEN).insert(4, 0, 10);
-    io.io_error(4).op(CHECKPOINT).insert(5, 1, 10).op(REOPEN);
+    io.io_error(4).checkpoint().insert(5, 1, 10).op(REOPEN);
     seeds.push(("io-errors", io.finish()));
     let mut recovery = Ops::new();
     for key in 0..25u8 {
@@ -477,8 +492,35 @@ fn crash_ops_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut blob = Ops::new();
     blob.0.u8(0).u8(0xc0).u8(4).bytes(b"hello").u8(0).u8(4);
     blob.0.u8(0).u8(0xff).u8(63).bytes(&[0xfe; 64]).u8(7).u16(2000);
-    blob.op(CHECKPOINT).arm_crash(0, 4, 0).insert(1, 0, 1);
+    blob.checkpoint().arm_crash(0, 4, 0).insert(1, 0, 1);
     seeds.push(("blob-keys", blob.finish()));
+    // Checkpoints held at their 0th..7th I/O operation while a batch that splits and merges is
+    // written, with the background thread checkpointing the 256 KiB log as it fills.
+    let mut overlapped = Ops::new();
+    for round in 0..8u8 {
+        for key in 0..4u8 {
+            overlapped.insert(0x80 + (round * 4 + key) % 64, 5, 900);
+        }
+        let removes: Vec<(bool, u8)> = (0..3u8).map(|key| (true, 0x80 + (round * 3 + key) % 64)).collect();
+        overlapped.overlapped_checkpoint(round, &removes);
+    }
+    overlapped.arm_crash(40, 17, 0);
+    for key in 0..5u8 {
+        overlapped.insert(0x80 + key, 7, 3000);
+    }
+    seeds.push(("overlapped-checkpoints", overlapped.finish()));
+    // A failed sync (the I/O error lands on one of the checkpoint's operations), a reopen in the
+    // same boot, more writes, and a power loss whose recovery is itself killed.
+    let mut failed_sync = Ops::new();
+    for key in 0..20u8 {
+        failed_sync.insert(key, 6, 800);
+    }
+    failed_sync.io_error(6).checkpoint().op(REOPEN);
+    for key in 0..10u8 {
+        failed_sync.insert(key + 40, 1, 50).remove(key);
+    }
+    failed_sync.power_loss(23, 12);
+    seeds.push(("failed-sync-reopen", failed_sync.finish()));
     seeds
 }
 

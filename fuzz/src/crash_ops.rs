@@ -1,9 +1,14 @@
 //! Target `crash_ops`: a sequence of writes, checkpoints, reopens, injected I/O errors and power
 //! losses on the fault-injecting storage, checked against a `BTreeMap` model.
 //!
-//! Options: `Options::default().background_checkpoints(false).log_capacity(256 * 1024)` with
-//! 4096-byte pages, Immediate durability, and one [`ReplayJournal`] for the whole run (every page
-//! an mtr is replayed onto during recovery must equal the page the forward path produced).
+//! Options: `Options::default().log_capacity(256 * 1024)` with 4096-byte pages, Immediate
+//! durability, **background checkpoints on** (the real thread, which checkpoints whenever less
+//! than half of the 256 KiB log is free, so a few dozen writes start one), and one
+//! [`ReplayJournal`] for the whole run (every page an mtr is replayed onto during recovery must
+//! equal the page the forward path produced). With the background thread on, an input is not
+//! exactly deterministic: where the thread's checkpoints fall depends on timing. The overlapped
+//! checkpoint (op 3) is the deterministic part: it holds a checkpoint at a chosen I/O operation
+//! while a batch is written.
 //!
 //! Up to [`MAX_OPS`] operations, until the input ends; each is an opcode `u8 % 8` and its fields:
 //!
@@ -12,7 +17,7 @@
 //! | 0  | insert      | key, value                    | `Db::insert`                                   |
 //! | 1  | remove      | key                           | `Db::remove`                                   |
 //! | 2  | batch       | `u8 % 8 + 1` entries: `u8` (bit 0 remove), key, value unless remove | `Db::write` |
-//! | 3  | checkpoint  |                               | `Db::checkpoint`                               |
+//! | 3  | checkpoint  | `u8` pause; if `pause < 0xC0`, a batch's fields as in op 2 | `pause >= 0xC0`: `Db::checkpoint`. Otherwise an **overlapped checkpoint**: `Db::checkpoint` on a thread, held before I/O operation `now + pause` (`FaultStorage::pause_at`; whichever thread issues it, the background checkpoint's included); while it is held the batch is written on another thread, given up to 50 ms (a writer that needs log room waits for the checkpoint), then the checkpoint is let go. If the checkpoint ends before that operation, the batch is written after it |
 //! | 4  | reopen      |                               | `close`, then open the same storage (no power loss) |
 //! | 5  | arm crash   | `u16` after, `u64` seed, `u8` recovery_crash | the process dies at I/O operation `now + after % 512`; when an operation fails because of it, the power goes with `seed`; a non-zero `recovery_crash` also kills the first recovery at its operation `recovery_crash - 1` (then the power goes again) |
 //! | 6  | power loss  | `u64` seed, `u8` recovery_crash | the process dies now, then the power goes     |
@@ -23,6 +28,10 @@
 //! (1..=64 bytes; empty reads as `k`). A value is a `u8` class: `% 8` of 0..=4 gives `u8`
 //! bytes; 5, 6 give `u16 % 1500` bytes; 7 gives `1000 + u16 % 6000` bytes (overflow pages).
 //!
+//! Double crashes: the `recovery_crash` field of ops 5 and 6 kills the recovery's own redo pass
+//! or write-back, then the power goes again. A failed sync followed by a reopen in the same boot,
+//! more writes and a power loss: op 7 aimed at a sync, then op 4, writes and op 6.
+//!
 //! Each input ends with a power loss (seed 3). After each recovery the database must open,
 //! pass `check()`, and equal the model after some prefix of the batches attempted since the
 //! last recovery that includes every acknowledged one (a write that returned `Ok`). While the
@@ -31,6 +40,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mtrdb::fault::FaultStorage;
 use mtrdb::{Db, Options, ReplayJournal, WriteBatch};
@@ -40,12 +50,20 @@ use crate::input::Reader;
 /// Operations per input at most.
 pub const MAX_OPS: usize = 64;
 
+/// Op 3 with a pause field at or above this is a plain foreground checkpoint.
+pub const PLAIN_CHECKPOINT: u8 = 0xC0;
+
+/// How long a batch written during a held checkpoint is given before the checkpoint is let go.
+const OVERLAP_WAIT: Duration = Duration::from_millis(50);
+
+type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// The options of every open.
 #[must_use]
 pub fn options(journal: &ReplayJournal) -> Options {
-    Options::default().background_checkpoints(false).log_capacity(256 * 1024).replay_check(journal.clone())
+    Options::default().background_checkpoints(true).log_capacity(256 * 1024).replay_check(journal.clone())
 }
 
 struct Sim {
@@ -93,6 +111,19 @@ fn value(input: &mut Reader<'_>, generation: u32) -> Vec<u8> {
     (0..len).map(|i| (seed.wrapping_add(i as u32 * 7) >> 3) as u8).collect()
 }
 
+/// A batch's fields: `u8 % 8 + 1` entries of `u8` (bit 0: remove), key, value unless removed.
+fn batch_ops(input: &mut Reader<'_>, generation: u32) -> Ops {
+    let count = input.u8() % 8 + 1;
+    (0..count)
+        .map(|index| {
+            let remove = input.u8() & 1 == 1;
+            let key = key(input);
+            let value = (!remove).then(|| value(input, generation * 8 + u32::from(index)));
+            (key, value)
+        })
+        .collect()
+}
+
 fn is_refusal(error: &mtrdb::Error) -> bool {
     // Errors that are checked before anything is applied.
     matches!(
@@ -110,11 +141,11 @@ impl Sim {
         self.db.as_ref().expect("the database is open between operations")
     }
 
-    /// Applies a batch to the database and the model.
-    fn write(&mut self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
+    /// The batch of `ops` and the model after it.
+    fn prepare(&self, ops: &Ops) -> (WriteBatch, Model) {
         let mut batch = WriteBatch::new();
         let mut model = self.models.last().cloned().unwrap_or_default();
-        for (key, value) in &ops {
+        for (key, value) in ops {
             match value {
                 Some(value) => {
                     batch.insert(key, value);
@@ -126,12 +157,24 @@ impl Sim {
                 }
             }
         }
-        match self.db().write(batch) {
+        (batch, model)
+    }
+
+    /// Applies a batch to the database and the model.
+    fn write(&mut self, ops: &Ops) {
+        let (batch, model) = self.prepare(ops);
+        let result = self.db().write(batch);
+        self.settle(ops, model, result);
+    }
+
+    /// Records the outcome of writing `ops`, whose model is `model`.
+    fn settle(&mut self, ops: &Ops, model: Model, result: mtrdb::Result<()>) {
+        match result {
             Ok(()) => {
                 self.models.push(model);
                 self.acknowledged = self.models.len() - 1;
                 let expected = self.models.last().expect("a model");
-                for (key, _) in &ops {
+                for (key, _) in ops {
                     let found = self.db().get(key).unwrap_or_else(|e| panic!("get after a write failed: {e}"));
                     assert_eq!(found.as_ref(), expected.get(key), "a written key reads back wrong");
                 }
@@ -142,6 +185,37 @@ impl Sim {
                 self.models.push(model);
                 self.after_failure();
             }
+        }
+    }
+
+    /// A checkpoint held before I/O operation `now + pause_after` while `ops` is written.
+    fn overlapped_checkpoint(&mut self, pause_after: u64, ops: &Ops) {
+        let (batch, model) = self.prepare(ops);
+        let storage = self.storage.clone();
+        storage.pause_at(storage.op_count() + pause_after);
+        let db = self.db();
+        let (checkpointed, written) = std::thread::scope(|scope| {
+            let checkpointer = scope.spawn(|| db.checkpoint());
+            let held = storage.wait_for_pause(|| checkpointer.is_finished());
+            let writer = held.then(|| scope.spawn(|| db.write(batch)));
+            if let Some(writer) = &writer {
+                let start = Instant::now();
+                while !writer.is_finished() && start.elapsed() < OVERLAP_WAIT {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            storage.release_pause();
+            let written = writer.map(|writer| writer.join().expect("the writer thread panicked"));
+            (checkpointer.join().expect("the checkpoint thread panicked"), written)
+        });
+        match written {
+            Some(result) => self.settle(ops, model, result),
+            // The checkpoint ended before the pause: the batch follows it.
+            None if checkpointed.is_ok() => self.write(ops),
+            None => {}
+        }
+        if checkpointed.is_err() {
+            self.after_failure();
         }
     }
 
@@ -234,26 +308,22 @@ pub fn run(data: &[u8]) {
             0 => {
                 let key = key(&mut input);
                 let value = value(&mut input, generation);
-                sim.write(vec![(key, Some(value))]);
+                sim.write(&vec![(key, Some(value))]);
             }
             1 => {
                 let key = key(&mut input);
-                sim.write(vec![(key, None)]);
+                sim.write(&vec![(key, None)]);
             }
             2 => {
-                let count = input.u8() % 8 + 1;
-                let ops = (0..count)
-                    .map(|index| {
-                        let remove = input.u8() & 1 == 1;
-                        let key = key(&mut input);
-                        let value = (!remove).then(|| value(&mut input, generation * 8 + u32::from(index)));
-                        (key, value)
-                    })
-                    .collect();
-                sim.write(ops);
+                let ops = batch_ops(&mut input, generation);
+                sim.write(&ops);
             }
             3 => {
-                if sim.db().checkpoint().is_err() {
+                let pause = input.u8();
+                if pause < PLAIN_CHECKPOINT {
+                    let ops = batch_ops(&mut input, generation);
+                    sim.overlapped_checkpoint(u64::from(pause), &ops);
+                } else if sim.db().checkpoint().is_err() {
                     sim.after_failure();
                 }
             }
