@@ -1,0 +1,254 @@
+//! Range reads: `Db::range` and `Db::iter`, the [`Iter`] they return, and the registry of open
+//! snapshots, which keeps the page images an iterator (or `Db::check`) reads.
+//!
+//! This module owns how a scan steps, from both ends, through chunks of leaves and large values
+//! at its snapshot; it must not know the leaf layout (the `btree` chunk and overflow readers do)
+//! and never writes.
+
+use std::collections::VecDeque;
+use std::ops::{Bound, RangeBounds};
+
+use crate::btree::{self, AtVersion, ChunkValue};
+use crate::error::{Error, Result};
+use crate::page;
+
+use super::{Db, Inner};
+
+impl Db {
+    /// The entries with keys in `range`, ascending (or descending from the back), as of the
+    /// moment of this call. A range whose start lies after its end is empty.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter<'_> {
+        let own = |bound: Bound<&K>| match bound {
+            Bound::Included(key) => Bound::Included(key.as_ref().to_vec()),
+            Bound::Excluded(key) => Bound::Excluded(key.as_ref().to_vec()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        Iter::new(self, own(range.start_bound()), own(range.end_bound()))
+    }
+
+    /// Every entry, ascending.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter::new(self, Bound::Unbounded, Bound::Unbounded)
+    }
+}
+
+impl Inner {
+    pub(super) fn register_snapshot(&self) -> u64 {
+        let tree = self.tree.read();
+        let version = tree.version;
+        *self.snapshots.lock().entry(version).or_insert(0) += 1;
+        version
+    }
+
+    pub(super) fn release_snapshot(&self, version: u64) {
+        let mut snapshots = self.snapshots.lock();
+        if let Some(count) = snapshots.get_mut(&version) {
+            *count -= 1;
+            if *count == 0 {
+                snapshots.remove(&version);
+            }
+        }
+    }
+}
+
+/// An iterator over a range of entries, at the snapshot taken when it was created. Yields
+/// `Result<(key, value)>`; after an error it ends.
+///
+/// **Bounds.** It takes the tree's read lock only to copy a chunk of one leaf (at most
+/// [`btree::SCAN_CHUNK_BYTES`] of keys and inline values beyond its first entry) or up to 64
+/// pages of one large value, so a scan never holds writers off for long. Large (overflow) values
+/// are read when yielded, never buffered ahead: it holds at most one chunk per end plus the value
+/// it yields. While it is unfinished, its snapshot retains at most one page image per page
+/// changed since it began; once it has returned `None`, it retains nothing.
+pub struct Iter<'a> {
+    db: &'a Db,
+    version: Option<u64>,
+    low: Bound<Vec<u8>>,
+    high: Bound<Vec<u8>>,
+    front: VecDeque<(Vec<u8>, ChunkValue)>,
+    front_exhausted: bool,
+    back: VecDeque<(Vec<u8>, ChunkValue)>,
+    back_exhausted: bool,
+    finished: bool,
+    /// Entries the next fill of each end copies out: small at first (short scans are the common
+    /// case), growing to whole leaves.
+    front_limit: usize,
+    back_limit: usize,
+}
+
+/// Overflow pages an iterator reads per hold of the tree's read lock.
+const OVERFLOW_PAGES_PER_LOCK: usize = 64;
+
+/// Entries the first fill of an iterator copies out.
+const FIRST_FILL_ENTRIES: usize = 16;
+
+fn range_is_empty(low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool {
+    match (low, high) {
+        (Bound::Included(l), Bound::Included(h)) => l > h,
+        (Bound::Included(l), Bound::Excluded(h))
+        | (Bound::Excluded(l), Bound::Included(h))
+        | (Bound::Excluded(l), Bound::Excluded(h)) => l >= h,
+        _ => false,
+    }
+}
+
+impl<'a> Iter<'a> {
+    fn new(db: &'a Db, low: Bound<Vec<u8>>, high: Bound<Vec<u8>>) -> Iter<'a> {
+        let empty = range_is_empty(&low, &high);
+        let version = (!empty).then(|| db.inner.register_snapshot());
+        Iter {
+            db,
+            version,
+            low,
+            high,
+            front: VecDeque::new(),
+            front_exhausted: false,
+            back: VecDeque::new(),
+            back_exhausted: false,
+            finished: empty,
+            front_limit: FIRST_FILL_ENTRIES,
+            back_limit: FIRST_FILL_ENTRIES,
+        }
+    }
+
+    fn fill(&mut self, forward: bool) -> Result<()> {
+        let Some(version) = self.version else { return Ok(()) };
+        let tree = self.db.inner.tree.read();
+        let source = AtVersion(&tree.pager, version);
+        if forward {
+            let chunk = btree::chunk_forward(&source, &self.low, &self.high, self.front_limit)?;
+            self.front.extend(chunk.entries);
+            self.front_exhausted = chunk.exhausted;
+            self.front_limit = self.front_limit.saturating_mul(4);
+        } else {
+            let chunk = btree::chunk_backward(&source, &self.low, &self.high, self.back_limit)?;
+            self.back.extend(chunk.entries);
+            self.back_exhausted = chunk.exhausted;
+            self.back_limit = self.back_limit.saturating_mul(4);
+        }
+        Ok(())
+    }
+
+    /// Ends the iteration and releases the snapshot at once: a finished iterator kept alive
+    /// pins nothing.
+    fn finish(&mut self) {
+        self.finished = true;
+        self.front.clear();
+        self.back.clear();
+        if let Some(version) = self.version.take() {
+            self.db.inner.release_snapshot(version);
+        }
+    }
+
+    fn step(&mut self, forward: bool) -> Option<Result<(Vec<u8>, Vec<u8>)>> {
+        if self.finished {
+            return None;
+        }
+        let (buffer_empty, exhausted) = if forward {
+            (self.front.is_empty(), self.front_exhausted)
+        } else {
+            (self.back.is_empty(), self.back_exhausted)
+        };
+        if buffer_empty && !exhausted {
+            if let Err(error) = self.fill(forward) {
+                self.finish();
+                return Some(Err(error));
+            }
+        }
+        let next = if forward { self.front.pop_front() } else { self.back.pop_front() };
+        let Some((key, value)) = next else {
+            self.finish();
+            return None;
+        };
+        // The other end may have moved past this entry already.
+        if !btree_within(&key, &self.low, &self.high) {
+            self.finish();
+            return None;
+        }
+        let value = match value {
+            ChunkValue::Loaded(value) => value,
+            ChunkValue::Overflow { len, first_page } => match self.read_overflow(len, first_page) {
+                Ok(value) => value,
+                Err(error) => {
+                    self.finish();
+                    return Some(Err(error));
+                }
+            },
+        };
+        let bound = if forward { &mut self.low } else { &mut self.high };
+        set_excluded(bound, &key);
+        Some(Ok((key, value)))
+    }
+
+    /// Reads an overflow value at the iterator's snapshot, taking the tree's read lock for
+    /// [`OVERFLOW_PAGES_PER_LOCK`] pages at a time, so that a 64 MiB value never holds writers
+    /// off for its whole length. The snapshot keeps the chain's pages as they were (a page
+    /// freed or reused since keeps its old image for it).
+    fn read_overflow(&self, len: u32, first_page: page::PageId) -> Result<Vec<u8>> {
+        let Some(version) = self.version else { return Err(Error::corrupt(first_page, "no snapshot")) };
+        let mut out = btree::overflow_buffer(len, first_page)?;
+        let max_pages = (len as usize).div_ceil(page::overflow_capacity(self.db.inner.page_size));
+        let mut next = first_page;
+        let mut pages = 0;
+        while next != 0 && pages < max_pages {
+            let tree = self.db.inner.tree.read();
+            let source = AtVersion(&tree.pager, version);
+            for _ in 0..OVERFLOW_PAGES_PER_LOCK {
+                if next == 0 || pages >= max_pages {
+                    break;
+                }
+                next = btree::append_overflow_page(&source, next, &mut out)?;
+                pages += 1;
+            }
+        }
+        btree::check_overflow_read(&out, len, first_page, next)?;
+        Ok(out)
+    }
+}
+
+/// Makes `bound` exclude `key`, reusing the bound's allocation (one per iterator, not per step).
+fn set_excluded(bound: &mut Bound<Vec<u8>>, key: &[u8]) {
+    let mut owned = match std::mem::replace(bound, Bound::Unbounded) {
+        Bound::Excluded(owned) | Bound::Included(owned) => owned,
+        Bound::Unbounded => Vec::new(),
+    };
+    owned.clear();
+    owned.extend_from_slice(key);
+    *bound = Bound::Excluded(owned);
+}
+
+fn btree_within(key: &[u8], low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool {
+    let above = match low {
+        Bound::Unbounded => true,
+        Bound::Included(l) => key >= l.as_slice(),
+        Bound::Excluded(l) => key > l.as_slice(),
+    };
+    let below = match high {
+        Bound::Unbounded => true,
+        Bound::Included(h) => key <= h.as_slice(),
+        Bound::Excluded(h) => key < h.as_slice(),
+    };
+    above && below
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step(true)
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.step(false)
+    }
+}
+
+impl Drop for Iter<'_> {
+    fn drop(&mut self) {
+        if let Some(version) = self.version.take() {
+            self.db.inner.release_snapshot(version);
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The public API: opening (creating or recovering) a database, batches, reads, iterators,
+//! checkpoints and shutdown.
+//!
+//! # Files in a database directory
+//! - `data.mtrdb`: the pages ([`crate::page`]).
+//! - `redo.log`: the redo log ([`mtr::layout`]).
+//! - `dblwr`: the doublewrite file ([`crate::checkpoint`]).
+//! - `LOCK`: held exclusively while the database is open.
+//!
+//! # Concurrency
+//! One batch is applied at a time (the writer mutex), under the tree's write lock; readers take
+//! the read lock per lookup, so a reader sees a batch whole or not at all. Iterators read a
+//! snapshot: the version committed when they were created, kept by the pager's copy-on-write
+//! page images. They take the read lock only while reading one leaf, so a long scan never holds
+//! writers off.
+//!
+//! # Durability and visibility
+//! With [`Durability::Immediate`] (the default) a write returns once its redo is durable; writers
+//! committing at the same time share syncs (group commit). With [`Durability::Eventual`] a write
+//! returns once its redo is in the log buffer; the buffer is synced within about a second, when it
+//! holds [`EVENTUAL_FLUSH_BYTES`], and on `flush`, `checkpoint` and `close`. A crash may then lose
+//! the latest writes, but recovery always yields a prefix of them: never a hole, never part of a
+//! batch.
+//!
+//! A batch becomes visible to readers when it is applied, which can be just before its redo is
+//! durable (as in InnoDB). A reader can therefore see a write whose call has not returned yet; if
+//! the process crashes in that instant, the write may be lost. A write whose call returned under
+//! `Immediate` is never lost.
+//!
+//! This module owns the orchestration (locks, durability, checkpoints, the background thread);
+//! it must not know page layout (that is [`crate::btree`] and [`crate::page`]).
+//!
+//! # Where things are
+//! - here: the `Db` handle and the state its threads share (`Inner`), the files' names and the
+//!   limits, point reads, `check`, `checkpoint`, `flush`, `close`, and the failed state.
+//! - `options`: [`Options`], [`Durability`] and their defaults.
+//! - `open`: opening: creating a database, or repairing and recovering one, and starting its
+//!   threads.
+//! - `batch`: [`WriteBatch`] and the write path, from checking a batch to its durable commit.
+//! - `background`: checkpoints, the checkpoint and log-flush threads, and stopping them.
+//! - `iter`: [`Iter`], range scans at a snapshot, and the registry of open snapshots.
+//! - `stats`: [`Stats`] and the counters behind them.
+
+mod background;
+mod batch;
+mod iter;
+mod open;
+mod options;
+mod stats;
+
+pub use batch::WriteBatch;
+pub use iter::Iter;
+pub use options::{
+    Durability, Options, DEFAULT_LOG_CAPACITY, DEFAULT_PAGE_SIZE, DEFAULT_RECOVERY_MEMORY, EVENTUAL_FLUSH_BYTES,
+    EVENTUAL_FLUSH_INTERVAL,
+};
+pub use stats::Stats;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use mtr::{Log, MtrBuf, Storage, StorageFile};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::btree::{self, AtVersion, Latest};
+use crate::check::{self, CheckReport};
+use crate::error::{Error, Result};
+use crate::pager::Pager;
+use crate::recovery::RecoveryReport;
+
+use background::Background;
+use batch::check_key;
+use stats::Counters;
+
+/// The data file's name.
+pub const DATA_FILE: &str = "data.mtrdb";
+/// The redo log's name.
+pub const LOG_FILE: &str = "redo.log";
+/// The doublewrite file's name.
+pub const DOUBLEWRITE_FILE: &str = "dblwr";
+/// The largest value: 64 MiB.
+pub const MAX_VALUE_BYTES: usize = 64 << 20;
+
+struct Tree {
+    pager: Pager,
+    /// Batches committed since open: the snapshot version.
+    version: u64,
+}
+
+struct Inner {
+    location: String,
+    storage: Arc<dyn Storage>,
+    options: Options,
+    page_size: usize,
+    log: Log,
+    doublewrite: Arc<dyn StorageFile>,
+    tree: RwLock<Tree>,
+    writer: Mutex<MtrBuf>,
+    checkpoint_lock: Mutex<()>,
+    snapshots: Mutex<BTreeMap<u64, usize>>,
+    failure: Mutex<Option<String>>,
+    counters: Counters,
+    recovery: RecoveryReport,
+    background: Mutex<Background>,
+    background_signal: Condvar,
+    log_flush_signal: Condvar,
+}
+
+/// An open database. `Send + Sync`: share it between threads with `Arc<Db>`.
+pub struct Db {
+    inner: Arc<Inner>,
+    background: Option<JoinHandle<()>>,
+    /// Under [`Durability::Eventual`]: syncs the log buffer every [`EVENTUAL_FLUSH_INTERVAL`].
+    log_flusher: Option<JoinHandle<()>>,
+    closed: bool,
+}
+
+impl Db {
+    /// The value of `key`, if present.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        let key = key.as_ref();
+        check_key(key)?;
+        let tree = self.inner.tree.read();
+        btree::get(&Latest(&tree.pager), key, self.inner.page_size)
+    }
+
+    /// Verifies the whole structure (checksums, order, fences, links, levels, overflow chains,
+    /// the free list, and that every page is accounted for exactly once), at a snapshot.
+    pub fn check(&self) -> Result<CheckReport> {
+        let version = self.inner.register_snapshot();
+        let result = check::check_tree(self.inner.page_size, |page_id| {
+            let tree = self.inner.tree.read();
+            let page = AtVersion(&tree.pager, version);
+            btree::PageSource::page(&page, page_id).map(|bytes| bytes.to_vec())
+        });
+        self.inner.release_snapshot(version);
+        result
+    }
+
+    /// Writes every dirty page back and records a checkpoint, so recovery starts from here.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.inner.checkpoint()
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.check_writable()?;
+        self.inner.log.flush_all().map(|_| ()).map_err(|e| self.inner.fail(e.into()))
+    }
+
+    /// Closes cleanly: a final checkpoint, so the next open has nothing to recover.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    /// What recovery did when this handle opened the database.
+    #[must_use]
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    /// The page size.
+    #[must_use]
+    pub fn page_size(&self) -> usize {
+        self.inner.page_size
+    }
+
+    /// Where the database lives.
+    #[must_use]
+    pub fn location(&self) -> &str {
+        &self.inner.location
+    }
+}
+
+// `Db` is shared between threads (`Arc<Db>`); keep it so.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Db>();
+};
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+impl Inner {
+    fn check_writable(&self) -> Result<()> {
+        if let Some(cause) = self.failure.lock().clone() {
+            return Err(Error::Poisoned { cause });
+        }
+        Ok(())
+    }
+
+    /// Enters the failed state (writes refused until reopened); returns the error.
+    fn fail(&self, error: Error) -> Error {
+        let mut failure = self.failure.lock();
+        if failure.is_none() {
+            *failure = Some(error.to_string());
+        }
+        error
+    }
+}
