@@ -1,0 +1,63 @@
+//! Inserting or replacing a key: its value inline or in an overflow chain, the cell put in its
+//! leaf in one mtr, or the leaf split (`split`) when it does not fit.
+//!
+//! This module must not split or free pages itself (`split`, `overflow`).
+
+use crate::error::{Error, Result};
+use crate::page::{self, LeafValue, PageId, SLOT_BYTES};
+use crate::redo::Change;
+
+use super::{node_at, BatchWriter};
+
+impl<'a> BatchWriter<'a> {
+    /// Inserts or replaces `key`.
+    pub(crate) fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let max_cell = page::max_cell_bytes(self.page_size);
+        let inline = page::leaf_cell_len(key.len(), Some(value.len())) <= max_cell;
+        let value_form = if inline {
+            LeafValue::Inline(value)
+        } else {
+            LeafValue::Overflow { len: value.len() as u32, first_page: self.write_overflow(value)? }
+        };
+        let mut cell = std::mem::take(&mut self.cell);
+        cell.clear();
+        page::encode_leaf_cell(&mut cell, key, value_form);
+        let result = self.put_cell(key, &cell);
+        self.cell = cell;
+        if let Some(old_chain) = result? {
+            self.free_overflow(old_chain)?;
+        }
+        Ok(())
+    }
+
+    /// Puts a leaf cell; returns the overflow chain of a replaced value, to free.
+    fn put_cell(&mut self, key: &[u8], cell: &[u8]) -> Result<Option<PageId>> {
+        self.begin_mtr()?;
+        let path = self.descend(key)?;
+        let Some(&(leaf_id, _)) = path.last() else {
+            return Err(Error::corrupt(self.meta.root, "empty path"));
+        };
+        let (fits, old_chain) = {
+            let page = self.read(leaf_id)?;
+            let node = node_at(&page, leaf_id, 0)?;
+            match node.search(key) {
+                Ok(index) => {
+                    let old_len = node.cell(index).len();
+                    let chain = match node.leaf_value(index) {
+                        LeafValue::Overflow { first_page, .. } => Some(first_page),
+                        LeafValue::Inline(_) => None,
+                    };
+                    (node.free_bytes() + old_len >= cell.len(), chain)
+                }
+                Err(_) => (node.free_bytes() >= cell.len() + SLOT_BYTES, None),
+            }
+        };
+        if fits {
+            self.change(leaf_id, Change::CellPut { cell })?;
+        } else {
+            self.split_leaf(&path, cell)?;
+        }
+        self.path_buffer = path;
+        Ok(old_chain)
+    }
+}
