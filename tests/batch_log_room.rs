@@ -25,9 +25,12 @@
 //!   batch whose merges' redo exceeds it, return `BatchTooLarge`; the database is unchanged by
 //!   them, stays writable, passes `check`, and recovers to the same contents after a crash.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
 
+use common::rng::Rng;
 use mtrdb::fault::FaultStorage;
 use mtrdb::{Db, Error, Options, WriteBatch};
 
@@ -62,20 +65,12 @@ const ROUNDS: u32 = 6;
 /// keys split leaves often, and a split logs the cells it moves.
 const VALUE_BYTES: usize = 1000;
 
-/// SplitMix64 of one input.
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// Batch `generation` of `thread`: 50 new keys scattered over the key space.
 fn thread_batch(thread: u32, generation: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
     (0..KEYS_PER_BATCH)
         .map(|j| {
             let id = (u64::from(thread) << 40) | (u64::from(generation) << 16) | u64::from(j);
-            let key = format!("{:016x}", mix(id)).into_bytes();
+            let key = format!("{:016x}", Rng(id).next()).into_bytes();
             let mut value = format!("{thread}/{generation}/{j}/").into_bytes();
             value.resize(VALUE_BYTES, (j + generation) as u8);
             (key, value)

@@ -10,11 +10,14 @@
 //! strided sample of the log's ring and of the doublewrite file is flipped in turn, the database
 //! opened and read in full (forward iteration, `check`, point reads), and the file restored.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::Instant;
 
+use common::rng::Rng;
 use mtrdb::{Db, Options, WriteBatch};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -23,25 +26,12 @@ const FILES: [&str; 3] = ["data.mtrdb", "redo.log", "dblwr"];
 /// The log's header block and two checkpoint blocks.
 const LOG_HEADER_BYTES: usize = 12288;
 
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn mask(&mut self) -> u8 {
-        // Half the flips invert the byte, half xor a random nonzero mask.
-        if self.next().is_multiple_of(2) {
-            0xff
-        } else {
-            (self.next() % 255) as u8 + 1
-        }
+/// A flip's mask: half the flips invert the byte, half xor a random nonzero mask.
+fn flip_mask(rng: &mut Rng) -> u8 {
+    if rng.next().is_multiple_of(2) {
+        0xff
+    } else {
+        (rng.next() % 255) as u8 + 1
     }
 }
 
@@ -187,7 +177,7 @@ fn campaign(name: &str, must_detect: bool, flips: impl Fn(&[Vec<u8>]) -> Vec<(us
     let mut wrong = Vec::new();
     let list = flips(&pristine);
     for &(file, offset) in &list {
-        let mask = rng.mask();
+        let mask = flip_mask(&mut rng);
         flip_byte(&dir.path().join(FILES[file]), offset, mask, &pristine[file]);
         match open_and_compare(dir.path(), &model) {
             Verdict::Right => right += 1,

@@ -14,12 +14,15 @@
 //! The child is this test binary itself, running the ignored test `child_writer`; it reports
 //! `START <n>` once open and `ACK <n>` after each `write()` returns.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::rng::Rng;
 use mtrdb::{Db, Durability, Options, WriteBatch};
 
 const DIR_VAR: &str = "MTRDB_CRASH_DIR";
@@ -27,23 +30,6 @@ const DURABILITY_VAR: &str = "MTRDB_CRASH_DURABILITY";
 const MARKER: &[u8] = b"__next_batch";
 const SEED: u64 = 0x5eed_c4a5_4000_0001;
 const KEY_SPACE: u64 = 40_000;
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
 
 enum Op {
     Insert(Vec<u8>, Vec<u8>),

@@ -11,37 +11,18 @@
 //! `PageSizeMismatch`, `InvalidOption`, `KeySize`, `ValueTooLarge`, `BatchTooLarge`) and that a
 //! refused call leaves the database working and complete.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
+use common::rng::Rng;
 use mtrdb::{Db, Error, Options, WriteBatch, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
 const FILES: [&str; 3] = ["data.mtrdb", "redo.log", "dblwr"];
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            out.extend_from_slice(&self.next().to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
-}
 
 fn small_options() -> Options {
     Options::default().log_capacity(256 * 1024)

@@ -14,46 +14,18 @@
 //! reused (the data file stops growing) and that removing everything collapses the tree back to a
 //! single leaf.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 
+use common::rng::Rng;
 use mtrdb::{Db, Durability, Options, WriteBatch, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 type RangeOfKeys = (Bound<Vec<u8>>, Bound<Vec<u8>>);
-
-/// SplitMix64: small, fast, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-
-    fn range(&mut self, low: usize, high_inclusive: usize) -> usize {
-        low + self.below((high_inclusive - low + 1) as u64) as usize
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        let mut chunks = buf.chunks_exact_mut(8);
-        for chunk in &mut chunks {
-            chunk.copy_from_slice(&self.next().to_le_bytes());
-        }
-        let rest = chunks.into_remainder();
-        let word = self.next().to_le_bytes();
-        rest.copy_from_slice(&word[..rest.len()]);
-    }
-}
 
 fn short(key: &[u8]) -> String {
     let shown: Vec<u8> = key.iter().take(24).copied().collect();

@@ -48,6 +48,8 @@
 
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -55,6 +57,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::rng::Rng;
 use mtrdb::{Db, Durability, Error, Options, WriteBatch};
 
 const DIR_VAR: &str = "MTRDB_OSERR_DIR";
@@ -77,23 +80,6 @@ const MAX_BATCHES: u64 = 3000;
 
 const EFBIG: i32 = 27;
 const ENOSPC: i32 = 28;
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
 
 enum Op {
     Insert(Vec<u8>, Vec<u8>),

@@ -19,6 +19,7 @@
 //! stay within 64 MiB + 24 MiB; afterwards every entry must match the model (the updates are
 //! deterministic, and under `Durability::Immediate` every acknowledged batch is durable).
 
+mod common;
 mod common_alloc;
 
 use std::io::{BufRead, BufReader, Write};
@@ -26,6 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::rng::Rng;
 use common_alloc::mib;
 use mtrdb::{Db, Options, WriteBatch};
 
@@ -40,19 +42,6 @@ const UPDATE_BATCH: u32 = 100;
 const VALUE_BYTES: usize = 150;
 const LOG_CAPACITY: u64 = 128 << 20;
 const BOUND: usize = (64 << 20) + (24 << 20);
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 fn key(i: u32) -> Vec<u8> {
     format!("k{i:07}").into_bytes()

@@ -1,8 +1,11 @@
 //! The workload shared by the crash-point and injected-I/O-error tests: a deterministic run of
 //! batches and checkpoints that performs leaf, branch and root splits, merges and a root
 //! collapse, and writes and frees overflow chains; its models; and the verification of a
-//! recovered database against them.
+//! recovered database against them. Its submodules serve other tests too: [`rng`], the tests'
+//! pseudo-random numbers.
 #![allow(dead_code)]
+
+pub mod rng;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
