@@ -17,11 +17,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::child::{number_after, say, self_command, ChildProcess};
 use common::rng::Rng;
 use mtrdb::{Db, Durability, Options, WriteBatch};
 
@@ -102,9 +100,7 @@ fn child_writer() {
     };
     let db = Db::open_with(&dir, options(durability)).expect("child: open");
     let next = read_marker(&db);
-    let mut out = std::io::stdout();
-    writeln!(out, "START {next}").unwrap();
-    out.flush().unwrap();
+    say(&format!("START {next}"));
     let started = Instant::now();
     // Bounded, in case the parent never kills.
     for n in next..next + 20_000 {
@@ -116,22 +112,9 @@ fn child_writer() {
             };
         }
         db.write(batch).expect("child: write");
-        writeln!(out, "ACK {n}").unwrap();
-        out.flush().unwrap();
+        say(&format!("ACK {n}"));
         if started.elapsed() > Duration::from_secs(60) {
             break;
-        }
-    }
-}
-
-/// Kills the child if the parent panics.
-struct ChildGuard(Option<Child>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }
@@ -139,6 +122,12 @@ impl Drop for ChildGuard {
 enum Line {
     Start(u64),
     Ack(u64),
+}
+
+impl Line {
+    fn parse(line: &str) -> Option<Line> {
+        number_after(line, "ACK ").map(Line::Ack).or_else(|| number_after(line, "START ").map(Line::Start))
+    }
 }
 
 /// The model after exactly `batches` batches, built incrementally.
@@ -200,42 +189,12 @@ impl Campaign {
     /// `early`: kill within this long after spawning; otherwise (`None`) a random choice
     /// between that and a kill after some batches.
     fn kill_one(&mut self, durability: Durability, early: Option<Duration>) {
-        let exe = std::env::current_exe().unwrap();
-        let mut command = Command::new(exe);
+        let mut command = self_command("child_writer");
         command
-            .args(["child_writer", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env(DIR_VAR, self.dir.path())
-            .env(DURABILITY_VAR, if durability == Durability::Eventual { "eventual" } else { "immediate" })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env(DURABILITY_VAR, if durability == Durability::Eventual { "eventual" } else { "immediate" });
         let spawned = Instant::now();
-        let mut guard = ChildGuard(Some(command.spawn().expect("spawning the child")));
-        let child = guard.0.as_mut().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                // libtest may print "test child_writer ... " on the same line first.
-                let number = |at: usize, tag: &str| -> u64 { line[at + tag.len()..].trim().parse().unwrap() };
-                let parsed = if let Some(at) = line.find("ACK ") {
-                    Line::Ack(number(at, "ACK "))
-                } else if let Some(at) = line.find("START ") {
-                    Line::Start(number(at, "START "))
-                } else {
-                    continue;
-                };
-                if sender.send(parsed).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr_reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
-            text
-        });
+        let mut child = ChildProcess::spawn(command);
 
         let mut lines = Vec::new();
         // Early kills land while the child starts, opens and perhaps recovers or creates the
@@ -244,8 +203,8 @@ impl Campaign {
         if let Some(within) = early {
             let delay = Duration::from_micros(self.rng.below(within.as_micros() as u64 + 1));
             while spawned.elapsed() < delay {
-                if let Ok(line) = receiver.recv_timeout(delay.saturating_sub(spawned.elapsed())) {
-                    lines.push(line);
+                if let Ok(line) = child.lines.recv_timeout(delay.saturating_sub(spawned.elapsed())) {
+                    lines.extend(Line::parse(&line));
                 }
             }
         } else {
@@ -254,32 +213,26 @@ impl Campaign {
             let mut acks = 0;
             let deadline = Instant::now() + Duration::from_secs(30);
             while acks < acks_wanted {
-                match receiver.recv_timeout(Duration::from_millis(100)) {
-                    Ok(line) => {
-                        acks += u64::from(matches!(line, Line::Ack(_)));
-                        lines.push(line);
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        assert!(Instant::now() < deadline, "the child wrote no batch for 30 s");
-                        if let Some(status) = guard.0.as_mut().unwrap().try_wait().unwrap() {
-                            panic!("the child exited on its own ({status}): {}", stderr_reader.join().unwrap());
+                match child.recv(Duration::from_millis(100)) {
+                    Some(line) => {
+                        if let Some(line) = Line::parse(&line) {
+                            acks += u64::from(matches!(line, Line::Ack(_)));
+                            lines.push(line);
                         }
                     }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        let status = guard.0.as_mut().unwrap().wait().unwrap();
-                        panic!("the child exited on its own ({status}): {}", stderr_reader.join().unwrap());
+                    None => {
+                        assert!(Instant::now() < deadline, "the child wrote no batch for 30 s");
+                        if let Some(status) = child.try_wait() {
+                            child.exited_on_its_own(status);
+                        }
                     }
                 }
             }
             std::thread::sleep(Duration::from_micros(self.rng.below(4000)));
         }
-        let mut child = guard.0.take().unwrap();
-        // On Unix, `kill` sends SIGKILL.
-        child.kill().unwrap();
-        let status = child.wait().unwrap();
-        reader.join().unwrap();
-        lines.extend(receiver.try_iter());
-        let stderr_text = stderr_reader.join().unwrap();
+        let status = child.kill();
+        lines.extend(child.remaining_lines().iter().filter_map(|line| Line::parse(line)));
+        let stderr_text = child.stderr();
         assert!(!stderr_text.contains("panicked"), "the child panicked before it was killed ({status}): {stderr_text}");
         self.kills += 1;
         if !lines.iter().any(|line| matches!(line, Line::Start(_))) {

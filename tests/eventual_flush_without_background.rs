@@ -18,11 +18,12 @@
 //!   background thread enabled, which passes today; it shows the test's timing and checks are
 //!   right, so a failure of the first test is the missing timer, not the test.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc};
+mod common;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::child::{number_after, say, self_command, ChildProcess};
 use mtrdb::fault::FaultStorage;
 use mtrdb::{Db, Durability, Options};
 
@@ -90,90 +91,43 @@ fn eventual_writes_survive_power_loss_with_background_thread() {
 fn child_eventual_writer() {
     let Ok(dir) = std::env::var(DIR_VAR) else { return };
     let db = Db::open_with(&dir, options(false)).expect("child: open");
-    let mut out = std::io::stdout();
     for i in 0..KEYS {
         db.insert(key(i), value(i)).expect("child: insert");
-        writeln!(out, "ACK {i}").unwrap();
-        out.flush().unwrap();
+        say(&format!("ACK {i}"));
     }
-    writeln!(out, "DONE").unwrap();
-    out.flush().unwrap();
+    say("DONE");
     // Bounded, in case the parent never kills; the database stays open (never closed cleanly).
     std::thread::sleep(Duration::from_secs(60));
     std::mem::forget(db);
 }
 
-/// Kills the child if the parent panics.
-struct ChildGuard(Option<Child>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 #[test]
 fn eventual_writes_survive_sigkill_without_background_thread() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut command = Command::new(exe);
-    command
-        .args(["child_eventual_writer", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(DIR_VAR, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut guard = ChildGuard(Some(command.spawn().expect("spawning the child")));
-    let child = guard.0.as_mut().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (sender, receiver) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let stderr_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
-        text
-    });
+    let mut command = self_command("child_eventual_writer");
+    command.env(DIR_VAR, dir.path());
+    let mut child = ChildProcess::spawn(command);
     let mut acked: Option<u32> = None;
     let mut last_ack = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match receiver.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) => {
-                // libtest may print "test child_eventual_writer ... " on the same line first.
-                if let Some(at) = line.find("ACK ") {
-                    acked = Some(line[at + 4..].trim().parse().unwrap());
+        match child.recv(Duration::from_millis(100)) {
+            Some(line) => {
+                if let Some(n) = number_after(&line, "ACK ") {
+                    acked = Some(n);
                     last_ack = Instant::now();
                 } else if line.contains("DONE") {
                     break;
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                assert!(Instant::now() < deadline, "the child did not finish writing within 30 s");
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = guard.0.as_mut().unwrap().wait().unwrap();
-                panic!("the child exited on its own ({status}): {}", stderr_reader.join().unwrap());
-            }
+            None => assert!(Instant::now() < deadline, "the child did not finish writing within 30 s"),
         }
     }
     let acked = acked.expect("the child acknowledged no write");
     assert_eq!(acked, KEYS - 1, "the child printed DONE before acknowledging every write");
     std::thread::sleep(WAIT_AFTER_LAST_ACK.saturating_sub(last_ack.elapsed()));
-    let mut child = guard.0.take().unwrap();
-    // On Unix, `kill` sends SIGKILL.
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    let stderr_text = stderr_reader.join().unwrap();
+    let status = child.kill();
+    let stderr_text = child.stderr();
     assert!(!stderr_text.contains("panicked"), "the child panicked ({status}): {stderr_text}");
 
     let db = Db::open_with(dir.path(), options(false)).expect("reopen after SIGKILL");

@@ -51,12 +51,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::child::{self_command, test_args, ChildProcess};
 use common::rng::Rng;
 use mtrdb::{Db, Durability, Error, Options, WriteBatch};
 
@@ -181,9 +180,7 @@ impl Config {
 // The child.
 
 fn say(line: &str) {
-    let mut out = std::io::stdout();
-    writeln!(out, "{TAG}{line}").unwrap();
-    out.flush().unwrap();
+    common::child::say(&format!("{TAG}{line}"));
 }
 
 /// The variant of an error, naming the action for I/O errors.
@@ -408,9 +405,7 @@ struct Plan {
 
 /// The child test, run directly.
 fn child_command() -> Command {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args(["child_writer", "--exact", "--ignored", "--nocapture", "--test-threads=1"]);
-    command
+    self_command("child_writer")
 }
 
 /// Runs the child through `command` (already pointed at the binary or at `sh`), with the
@@ -422,9 +417,7 @@ fn run_child(mut command: Command, dir: &Path, config: Config, plan: Plan) -> Ch
         .env_remove(LOG_CAPACITY_VAR)
         .env_remove(CLOSE_AFTER_VAR)
         .env_remove(EXIT_AFTER_VAR)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdin(Stdio::null());
     if let Some(bytes) = config.log_capacity {
         command.env(LOG_CAPACITY_VAR, bytes.to_string());
     }
@@ -435,44 +428,26 @@ fn run_child(mut command: Command, dir: &Path, config: Config, plan: Plan) -> Ch
         command.env(EXIT_AFTER_VAR, count.to_string());
     }
     let started = Instant::now();
-    let mut child = command.spawn().expect("spawning the child");
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (sender, receiver) = mpsc::channel();
-    let out_reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
-        text
-    });
+    let mut child = ChildProcess::spawn(command);
     let mut run = ChildRun::default();
     let status = loop {
-        for line in receiver.try_iter() {
+        for line in child.lines.try_iter() {
             parse_line(&mut run, &line);
         }
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.try_wait() {
             break Some(status);
         }
         if started.elapsed() > CHILD_TIMEOUT {
             // SIGKILL; the child is the test binary itself (`sh` exec'd it).
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill();
             break None;
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    out_reader.join().unwrap();
-    for line in receiver.try_iter() {
+    for line in child.remaining_lines() {
         parse_line(&mut run, &line);
     }
-    run.stderr = err_reader.join().unwrap();
+    run.stderr = child.stderr();
     run.status = status;
     run.elapsed = started.elapsed();
     run
@@ -896,16 +871,9 @@ fn file_size_limit_efbig() {
             * block;
         let blocks = bytes / block;
         let mut command = Command::new("sh");
-        command.args([
-            "-c",
-            &format!("ulimit -f {blocks} && trap '' XFSZ && exec \"$0\" \"$@\""),
-            exe.to_str().unwrap(),
-            "child_writer",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ]);
+        command
+            .args(["-c", &format!("ulimit -f {blocks} && trap '' XFSZ && exec \"$0\" \"$@\""), exe.to_str().unwrap()])
+            .args(test_args("child_writer"));
         let run = run_child(command, &db_dir, scenario.config, scenario.plan);
         let what = format!("EFBIG [{}] ({}, limit {bytes} B)", scenario.name, scenario.config.describe());
         assert_eq!(

@@ -22,11 +22,9 @@
 mod common;
 mod common_alloc;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::child::{say, self_command, ChildProcess};
 use common::rng::Rng;
 use common_alloc::mib;
 use mtrdb::{Db, Options, WriteBatch};
@@ -103,83 +101,40 @@ fn child_crash_after_spread_updates() {
     let redo = stats.log.bytes_appended - after_checkpoint.log.bytes_appended;
     assert_eq!(stats.checkpoints, after_checkpoint.checkpoints, "child: a checkpoint ran during the updates");
     assert!(redo < LOG_CAPACITY / 2, "child: {redo} bytes of redo since the checkpoint");
-    let mut out = std::io::stdout();
-    writeln!(
-        out,
+    say(&format!(
         "READY leaves={} dirty_pages={} redo_since_checkpoint={} load={:.1}s updates={:.1}s",
         stats.leaf_splits + 1,
         stats.dirty_pages,
         redo,
         load_time.as_secs_f64(),
         (started.elapsed() - load_time).as_secs_f64()
-    )
-    .unwrap();
-    out.flush().unwrap();
+    ));
     std::thread::sleep(Duration::from_secs(120));
     std::mem::forget(db);
-}
-
-/// Kills the child if the parent panics.
-struct ChildGuard(Option<Child>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 #[test]
 fn recovery_memory_is_bounded() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut command = Command::new(exe);
-    command
-        .args(["child_crash_after_spread_updates", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(DIR_VAR, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut guard = ChildGuard(Some(command.spawn().expect("spawning the child")));
-    let child = guard.0.as_mut().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (sender, receiver) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let stderr_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
-        text
-    });
+    let mut command = self_command("child_crash_after_spread_updates");
+    command.env(DIR_VAR, dir.path());
+    let mut child = ChildProcess::spawn(command);
     let ready = loop {
-        match receiver.recv_timeout(Duration::from_secs(300)) {
+        match child.lines.recv_timeout(Duration::from_secs(300)) {
             Ok(line) => {
                 if let Some(at) = line.find("READY") {
                     break line[at..].to_string();
                 }
             }
             Err(_) => {
-                let mut child = guard.0.take().unwrap();
-                let _ = child.kill();
-                let status = child.wait().unwrap();
-                panic!("the child never became ready ({status}): {}", stderr_reader.join().unwrap());
+                let status = child.kill();
+                panic!("the child never became ready ({status}): {}", child.stderr());
             }
         }
     };
-    let mut child = guard.0.take().unwrap();
-    // On Unix, `kill` sends SIGKILL.
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    let stderr_text = stderr_reader.join().unwrap();
+    let status = child.kill();
+    let stderr_text = child.stderr();
     assert!(!stderr_text.contains("panicked"), "the child panicked ({status}): {stderr_text}");
     println!("child: {ready}");
     let child_time = started.elapsed();

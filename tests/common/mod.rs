@@ -2,9 +2,10 @@
 //! batches and checkpoints that performs leaf, branch and root splits, merges and a root
 //! collapse, and writes and frees overflow chains; its models; and the verification of a
 //! recovered database against them. Its submodules serve other tests too: [`rng`], the tests'
-//! pseudo-random numbers.
+//! pseudo-random numbers, and [`child`], the harness of the tests that run a child process.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod rng;
 
 use std::collections::BTreeMap;
