@@ -13,7 +13,8 @@
 
 mod common;
 
-use common::{contents, eventual, models, options, run, run_with, verify, workload};
+use common::crash::{clean_run, crashed_run, Crashes};
+use common::{contents, eventual, models, options, run, run_with, workload};
 use mtrdb::fault::FaultStorage;
 use mtrdb::{Db, ReplayJournal};
 use std::sync::Arc;
@@ -41,35 +42,20 @@ fn crash_at_every_boundary_of_splits_merges_overflow_and_checkpoints() {
         assert_eq!(contents(&db), *models.last().unwrap());
     }
     let seeds: Vec<u64> = (0..10).collect();
-    let mut explored = 0u64;
-    let mut recovered = 0u64;
-    let mut prefixes_seen = std::collections::BTreeSet::new();
-    let mut pages_compared = 0u64;
-    for crash_at in 0..=total_ops {
-        for &seed in &seeds {
-            let storage = FaultStorage::new();
-            let journal = ReplayJournal::new();
-            storage.crash_at(crash_at);
-            let outcome = run(&storage, &steps, &journal);
-            explored += 1;
-            let prefix = verify(
-                storage.power_loss(seed),
-                &models,
-                &outcome,
-                &journal,
-                &format!("crash at op {crash_at}, seed {seed}"),
-            );
-            pages_compared += journal.pages_compared();
-            prefixes_seen.insert(prefix);
-            recovered += 1;
-        }
-    }
-    println!(
-        "crash points explored: {explored}, recovered: {recovered} ({total_ops} I/O boundaries x {} survivals; {} distinct prefixes; {pages_compared} replayed pages compared)",
-        seeds.len(),
-        prefixes_seen.len()
+    let mut crashes = Crashes::new(&models);
+    crashes.at_every_boundary(
+        &|storage: &FaultStorage, journal: &ReplayJournal| run(storage, &steps, journal),
+        total_ops,
+        &seeds,
+        |crash_at, seed| format!("crash at op {crash_at}, seed {seed}"),
     );
-    assert_eq!(explored, recovered);
+    let pages_compared = crashes.pages_compared;
+    crashes.report(&format!(
+        "{total_ops} I/O boundaries x {} survivals; {} distinct prefixes; {pages_compared} replayed pages compared",
+        seeds.len(),
+        crashes.prefixes.len()
+    ));
+    assert_eq!(crashes.explored, crashes.recovered);
     assert!(total_ops > 100, "the workload has {total_ops} I/O operations: too few to be the intended workload");
     assert!(pages_compared > 0, "replay consistency checking compared nothing");
 }
@@ -78,46 +64,26 @@ fn crash_at_every_boundary_of_splits_merges_overflow_and_checkpoints() {
 fn crash_during_recovery_then_recover_again() {
     let steps = workload();
     let models = models(&steps);
-    let reference = FaultStorage::new();
-    let total_ops = {
-        run(&reference, &steps, &ReplayJournal::new());
-        reference.op_count()
-    };
-    let mut explored = 0u64;
-    let mut recovered = 0u64;
+    let run_steps = |storage: &FaultStorage, journal: &ReplayJournal| run(storage, &steps, journal);
+    let (_, total_ops) = clean_run(&run_steps);
+    let mut crashes = Crashes::new(&models);
     // Crash the workload at a spread of points, then crash its recovery at every boundary.
     for crash_at in (7..total_ops).step_by(9) {
-        let storage = FaultStorage::new();
-        let journal = ReplayJournal::new();
-        storage.crash_at(crash_at);
-        let outcome = run(&storage, &steps, &journal);
-        let crashed = storage.power_loss(2);
-        let recovery_ops = {
-            let probe = crashed.power_loss(1);
-            let before = probe.op_count();
-            drop(Db::open_storage(Arc::new(probe.clone()), "sim".into(), options(&journal)));
-            probe.op_count() - before
-        };
-        for recovery_crash in 0..recovery_ops {
-            for seed in [0u64, 2, 5] {
-                let attempt = crashed.power_loss(1);
-                attempt.crash_at(recovery_crash);
-                drop(Db::open_storage(Arc::new(attempt.clone()), "sim".into(), options(&journal)));
-                explored += 1;
-                verify(
-                    attempt.power_loss(seed),
-                    &models,
-                    &outcome,
-                    &journal,
-                    &format!("workload crash at {crash_at}, recovery crash at {recovery_crash}, seed {seed}"),
-                );
-                recovered += 1;
-            }
-        }
+        let (storage, journal, outcome) = crashed_run(&run_steps, crash_at);
+        crashes.during_recovery(
+            &storage.power_loss(2),
+            &outcome,
+            &journal,
+            &options(&journal),
+            &[0, 2, 5],
+            |recovery_crash, seed| {
+                format!("workload crash at {crash_at}, recovery crash at {recovery_crash}, seed {seed}")
+            },
+        );
     }
-    println!("crash points explored: {explored}, recovered: {recovered} (crashes during recovery)");
-    assert!(explored > 100);
-    assert_eq!(explored, recovered);
+    crashes.report("crashes during recovery");
+    assert!(crashes.explored > 100);
+    assert_eq!(crashes.explored, crashes.recovered);
 }
 
 #[test]
@@ -127,33 +93,16 @@ fn crash_at_every_boundary_with_eventual_durability() {
     // recovered state that equals no prefix of the batches.
     let steps = workload();
     let models = models(&steps);
-    let reference = FaultStorage::new();
-    let full = run_with(&reference, &steps, eventual(&ReplayJournal::new()), true);
+    let run_steps =
+        |storage: &FaultStorage, journal: &ReplayJournal| run_with(storage, &steps, eventual(journal), true);
+    let (full, total_ops) = clean_run(&run_steps);
     assert_eq!(full.acknowledged, models.len() - 1);
-    let total_ops = reference.op_count();
-    let mut explored = 0u64;
-    let mut recovered = 0u64;
-    for crash_at in 0..=total_ops {
-        for seed in [0u64, 1, 2, 3, 4, 5] {
-            let storage = FaultStorage::new();
-            let journal = ReplayJournal::new();
-            storage.crash_at(crash_at);
-            let outcome = run_with(&storage, &steps, eventual(&journal), true);
-            explored += 1;
-            verify(
-                storage.power_loss(seed),
-                &models,
-                &outcome,
-                &journal,
-                &format!("eventual: crash at op {crash_at}, seed {seed}"),
-            );
-            recovered += 1;
-        }
-    }
-    println!(
-        "crash points explored: {explored}, recovered: {recovered} (eventual durability, {total_ops} I/O boundaries)"
-    );
-    assert_eq!(explored, recovered);
+    let mut crashes = Crashes::new(&models);
+    crashes.at_every_boundary(&run_steps, total_ops, &[0, 1, 2, 3, 4, 5], |crash_at, seed| {
+        format!("eventual: crash at op {crash_at}, seed {seed}")
+    });
+    crashes.report(&format!("eventual durability, {total_ops} I/O boundaries"));
+    assert_eq!(crashes.explored, crashes.recovered);
 }
 
 #[test]
@@ -164,29 +113,14 @@ fn crash_at_every_boundary_with_the_background_thread_on() {
     let steps = workload();
     let models = models(&steps);
     let with_thread = |journal: &ReplayJournal| options(journal).background_checkpoints(true);
-    let reference = FaultStorage::new();
-    let full = run_with(&reference, &steps, with_thread(&ReplayJournal::new()), false);
+    let run_steps =
+        |storage: &FaultStorage, journal: &ReplayJournal| run_with(storage, &steps, with_thread(journal), false);
+    let (full, total_ops) = clean_run(&run_steps);
     assert_eq!(full.acknowledged, models.len() - 1);
-    let total_ops = reference.op_count();
-    let mut explored = 0u64;
-    let mut recovered = 0u64;
-    for crash_at in 0..=total_ops {
-        for seed in [0u64, 1, 2, 5] {
-            let storage = FaultStorage::new();
-            let journal = ReplayJournal::new();
-            storage.crash_at(crash_at);
-            let outcome = run_with(&storage, &steps, with_thread(&journal), false);
-            explored += 1;
-            verify(
-                storage.power_loss(seed),
-                &models,
-                &outcome,
-                &journal,
-                &format!("background thread on: crash at op {crash_at}, seed {seed}"),
-            );
-            recovered += 1;
-        }
-    }
-    println!("crash points explored: {explored}, recovered: {recovered} (background checkpoint thread on, {total_ops} I/O boundaries in the reference run)");
-    assert_eq!(explored, recovered);
+    let mut crashes = Crashes::new(&models);
+    crashes.at_every_boundary(&run_steps, total_ops, &[0, 1, 2, 5], |crash_at, seed| {
+        format!("background thread on: crash at op {crash_at}, seed {seed}")
+    });
+    crashes.report(&format!("background checkpoint thread on, {total_ops} I/O boundaries in the reference run"));
+    assert_eq!(crashes.explored, crashes.recovered);
 }

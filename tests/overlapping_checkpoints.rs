@@ -21,54 +21,41 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{models, overlapping_options, run_overlapping, verify, workload_dense_checkpoints};
+use common::crash::{clean_run, crashed_run, Crashes};
+use common::{models, overlapping_options, run_overlapping, workload_dense_checkpoints, Run};
 use mtrdb::fault::FaultStorage;
-use mtrdb::{Db, ReplayJournal};
+use mtrdb::ReplayJournal;
 
 /// Hold points: before each of the checkpoint's first operations (doublewrite writes and syncs,
 /// in-place writes, the data sync, the checkpoint slot).
 const HOLD_POINTS: std::ops::Range<u64> = 0..6;
 
+/// The workload with every checkpoint held before its I/O operation number `pause_after`.
+fn held_at(steps: &[common::Step], pause_after: u64) -> impl Fn(&FaultStorage, &ReplayJournal) -> Run + '_ {
+    move |storage, journal| run_overlapping(storage, steps, overlapping_options(journal), pause_after)
+}
+
 #[test]
 fn checkpoints_overlapping_writers_crash_at_every_boundary() {
     let steps = workload_dense_checkpoints();
     let models = models(&steps);
-    let mut explored = 0u64;
-    let mut recovered = 0u64;
-    let mut pages_compared = 0u64;
+    let mut crashes = Crashes::new(&models);
     for pause_after in HOLD_POINTS {
-        let reference = FaultStorage::new();
-        let full = run_overlapping(&reference, &steps, overlapping_options(&ReplayJournal::new()), pause_after);
+        let run_steps = held_at(&steps, pause_after);
+        let (full, total_ops) = clean_run(&run_steps);
         assert_eq!(full.acknowledged, models.len() - 1, "the workload runs cleanly without faults");
         let stats = full.stats.expect("stats of the clean run");
         assert!(stats.merges >= 10 && stats.overflow_pages_freed >= 6 && stats.checkpoints >= 20, "{stats:?}");
-        let total_ops = reference.op_count();
-        for crash_at in 0..=total_ops {
-            for seed in [0u64, 1, 2, 5] {
-                let storage = FaultStorage::new();
-                let journal = ReplayJournal::new();
-                storage.crash_at(crash_at);
-                let outcome = run_overlapping(&storage, &steps, overlapping_options(&journal), pause_after);
-                explored += 1;
-                verify(
-                    storage.power_loss(seed),
-                    &models,
-                    &outcome,
-                    &journal,
-                    &format!("checkpoint held before its op {pause_after}, crash at op {crash_at}, seed {seed}"),
-                );
-                pages_compared += journal.pages_compared();
-                recovered += 1;
-            }
-        }
+        crashes.at_every_boundary(&run_steps, total_ops, &[0, 1, 2, 5], |crash_at, seed| {
+            format!("checkpoint held before its op {pause_after}, crash at op {crash_at}, seed {seed}")
+        });
     }
-    println!(
-        "crash points explored: {explored}, recovered: {recovered} (checkpoints overlapping writers, {} hold points; {pages_compared} replayed pages compared)",
+    let pages_compared = crashes.pages_compared;
+    crashes.report(&format!(
+        "checkpoints overlapping writers, {} hold points; {pages_compared} replayed pages compared",
         HOLD_POINTS.end
-    );
-    assert_eq!(explored, recovered);
+    ));
+    assert_eq!(crashes.explored, crashes.recovered);
     assert!(pages_compared > 0);
 }
 
@@ -76,51 +63,33 @@ fn checkpoints_overlapping_writers_crash_at_every_boundary() {
 fn a_second_power_loss_during_recovery_after_overlapping_checkpoints() {
     let steps = workload_dense_checkpoints();
     let models = models(&steps);
-    let mut explored = 0u64;
-    let mut recovered = 0u64;
+    let mut crashes = Crashes::new(&models);
     for pause_after in HOLD_POINTS {
-        let reference = FaultStorage::new();
-        run_overlapping(&reference, &steps, overlapping_options(&ReplayJournal::new()), pause_after);
-        let total_ops = reference.op_count();
+        let run_steps = held_at(&steps, pause_after);
+        let (_, total_ops) = clean_run(&run_steps);
         // Every eighth first crash point (a different eighth for each hold point), with every
         // crash point of the recovery after it.
         for crash_at in (pause_after % 8..total_ops).step_by(8) {
-            let storage = FaultStorage::new();
-            let journal = ReplayJournal::new();
-            storage.crash_at(crash_at);
-            let outcome = run_overlapping(&storage, &steps, overlapping_options(&journal), pause_after);
+            let (storage, journal, outcome) = crashed_run(&run_steps, crash_at);
             // The first power loss keeps every unsynced write (seed 1) or tears some (seed 3).
             for first_seed in [1u64, 3] {
-                let crashed = storage.power_loss(first_seed);
-                let recovery_ops = {
-                    let probe = crashed.power_loss(1);
-                    let before = probe.op_count();
-                    drop(Db::open_storage(Arc::new(probe.clone()), "sim".into(), overlapping_options(&journal)));
-                    probe.op_count() - before
-                };
-                for recovery_crash in 0..recovery_ops {
-                    for second_seed in [2u64, 5] {
-                        let attempt = crashed.power_loss(1);
-                        attempt.crash_at(recovery_crash);
-                        drop(Db::open_storage(Arc::new(attempt.clone()), "sim".into(), overlapping_options(&journal)));
-                        explored += 1;
-                        verify(
-                            attempt.power_loss(second_seed),
-                            &models,
-                            &outcome,
-                            &journal,
-                            &format!(
-                                "checkpoint held before its op {pause_after}, crash at op {crash_at} (seed {first_seed}), \
-                                 recovery crash at op {recovery_crash} (seed {second_seed})"
-                            ),
-                        );
-                        recovered += 1;
-                    }
-                }
+                crashes.during_recovery(
+                    &storage.power_loss(first_seed),
+                    &outcome,
+                    &journal,
+                    &overlapping_options(&journal),
+                    &[2, 5],
+                    |recovery_crash, second_seed| {
+                        format!(
+                            "checkpoint held before its op {pause_after}, crash at op {crash_at} (seed {first_seed}), \
+                             recovery crash at op {recovery_crash} (seed {second_seed})"
+                        )
+                    },
+                );
             }
         }
     }
-    println!("crash points explored: {explored}, recovered: {recovered} (double crashes: a power loss during recovery after overlapping checkpoints)");
-    assert!(explored > 1000);
-    assert_eq!(explored, recovered);
+    crashes.report("double crashes: a power loss during recovery after overlapping checkpoints");
+    assert!(crashes.explored > 1000);
+    assert_eq!(crashes.explored, crashes.recovered);
 }

@@ -1,11 +1,13 @@
 //! The workload shared by the crash-point and injected-I/O-error tests: a deterministic run of
 //! batches and checkpoints that performs leaf, branch and root splits, merges and a root
 //! collapse, and writes and frees overflow chains; its models; and the verification of a
-//! recovered database against them. Its submodules serve other tests too: [`rng`], the tests'
-//! pseudo-random numbers, and [`child`], the harness of the tests that run a child process.
+//! recovered database against them; the crash loops over it in [`crash`]. Its other submodules
+//! serve other tests too: [`rng`], the tests' pseudo-random numbers, and [`child`], the harness
+//! of the tests that run a child process.
 #![allow(dead_code)]
 
 pub mod child;
+pub mod crash;
 pub mod rng;
 
 use std::collections::BTreeMap;
