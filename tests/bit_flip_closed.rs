@@ -17,12 +17,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::Instant;
 
+use common::files::{read_files, scratch_dir, write_files, FILES};
 use common::rng::Rng;
 use mtrdb::{Db, Options, WriteBatch};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
-const FILES: [&str; 3] = ["data.mtrdb", "redo.log", "dblwr"];
 /// The log's header block and two checkpoint blocks.
 const LOG_HEADER_BYTES: usize = 12288;
 
@@ -131,33 +131,10 @@ fn open_and_compare(dir: &Path, model: &Model) -> Verdict {
     }
 }
 
-/// Puts back any file that differs from its pristine bytes (an open may rewrite the log's
-/// checkpoint slots, repair pages, or write back recovered pages).
-fn restore(dir: &Path, pristine: &[Vec<u8>]) {
-    for (name, bytes) in FILES.iter().zip(pristine) {
-        let path = dir.join(name);
-        if std::fs::read(&path).ok().as_ref() != Some(bytes) {
-            std::fs::write(&path, bytes).unwrap();
-        }
-    }
-}
-
 fn flip_byte(path: &Path, offset: usize, mask: u8, pristine: &[u8]) {
     use std::os::unix::fs::FileExt;
     let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     file.write_all_at(&[pristine[offset] ^ mask], offset as u64).unwrap();
-}
-
-/// A scratch directory in memory where there is one: this test opens the database thousands of
-/// times, and each open syncs; on tmpfs a sync costs nothing.
-fn scratch_dir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        if let Ok(dir) = tempfile::tempdir_in(shm) {
-            return dir;
-        }
-    }
-    tempfile::tempdir().unwrap()
 }
 
 /// Flips each listed `(file, offset)` in turn. `must_detect`: some flip must be refused (the
@@ -166,11 +143,11 @@ fn campaign(name: &str, must_detect: bool, flips: impl Fn(&[Vec<u8>]) -> Vec<(us
     let started = Instant::now();
     let dir = scratch_dir();
     let model = build(dir.path());
-    let pristine: Vec<Vec<u8>> = FILES.iter().map(|f| std::fs::read(dir.path().join(f)).unwrap()).collect();
+    let pristine = read_files(dir.path());
     // The pristine database reads right (and opening it twice changes nothing it depends on).
     for _ in 0..2 {
         assert!(matches!(open_and_compare(dir.path(), &model), Verdict::Right), "{name}: the pristine database");
-        restore(dir.path(), &pristine);
+        write_files(dir.path(), &pristine);
     }
     let mut rng = Rng(name.len() as u64);
     let (mut right, mut refused) = (0u64, 0u64);
@@ -184,7 +161,7 @@ fn campaign(name: &str, must_detect: bool, flips: impl Fn(&[Vec<u8>]) -> Vec<(us
             Verdict::Refused => refused += 1,
             Verdict::Wrong(what) => wrong.push(format!("{} byte {offset} ^ {mask:#04x}: {what}", FILES[file])),
         }
-        restore(dir.path(), &pristine);
+        write_files(dir.path(), &pristine);
     }
     println!(
         "{name}: {} flips, {right} read right, {refused} refused, {} wrong, {:.1} s",

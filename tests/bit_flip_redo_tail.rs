@@ -11,43 +11,24 @@
 //! after it proves durable), the state before that batch. Dropping an earlier batch, or any
 //! other state, is wrong.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::time::Instant;
 
+use common::files::{checkpoint_lsn, read_files, scratch_dir, write_files, FILES};
 use mtrdb::{Db, Options, WriteBatch};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
-const FILES: [&str; 3] = ["data.mtrdb", "redo.log", "dblwr"];
 const RING_OFFSET: u64 = 12288;
 const LOG_CAPACITY: u64 = 256 * 1024;
 const TAIL_BATCHES: usize = 8;
 
 fn options() -> Options {
     Options::default().page_size(4096).log_capacity(LOG_CAPACITY).background_checkpoints(false)
-}
-
-/// A scratch directory in memory where there is one (thousands of recoveries, each syncing).
-fn scratch_dir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        if let Ok(dir) = tempfile::tempdir_in(shm) {
-            return dir;
-        }
-    }
-    tempfile::tempdir().unwrap()
-}
-
-/// The checkpoint LSN in the log file: the valid-looking slot with the larger number (number at
-/// byte 8, LSN at byte 16 of each 4096-byte slot after the header block).
-fn checkpoint_lsn(log: &[u8]) -> u64 {
-    let slot = |at: usize| {
-        let word = |offset: usize| u64::from_le_bytes(log[at + offset..at + offset + 8].try_into().unwrap());
-        (word(8), word(16))
-    };
-    slot(4096).max(slot(8192)).1
 }
 
 struct Image {
@@ -99,7 +80,7 @@ fn build(dir: &Path) -> Image {
         batch_starts.push(start + (appended(&db) - base));
     }
     // A crash image: the files as they are now, with every tail batch acknowledged.
-    let files = FILES.iter().map(|f| std::fs::read(dir.join(f)).unwrap()).collect();
+    let files = read_files(dir);
     drop(db);
     Image { files, states, batch_starts }
 }
@@ -132,15 +113,6 @@ fn recover_and_read(dir: &Path, states: &[Model]) -> Verdict {
         Ok(Ok(verdict)) => verdict,
         Ok(Err(_)) => Verdict::Refused,
         Err(_) => Verdict::Wrong("panicked".into()),
-    }
-}
-
-fn write_files(dir: &Path, files: &[Vec<u8>]) {
-    for (name, bytes) in FILES.iter().zip(files) {
-        let path = dir.join(name);
-        if std::fs::read(&path).ok().as_ref() != Some(bytes) {
-            std::fs::write(&path, bytes).unwrap();
-        }
     }
 }
 

@@ -17,12 +17,11 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
+use common::files::{checkpoint_lsn, read_files, write_files, FILES};
 use common::rng::Rng;
 use mtrdb::{Db, Error, Options, WriteBatch, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-
-const FILES: [&str; 3] = ["data.mtrdb", "redo.log", "dblwr"];
 
 fn small_options() -> Options {
     Options::default().log_capacity(256 * 1024)
@@ -161,16 +160,6 @@ fn garbage_for(kind: Garbage, original: &[u8], other: &[u8], rng: &mut Rng) -> V
     }
 }
 
-fn read_files(dir: &Path) -> Vec<Vec<u8>> {
-    FILES.iter().map(|name| std::fs::read(dir.join(name)).unwrap()).collect()
-}
-
-fn write_files(dir: &Path, files: &[Vec<u8>]) {
-    for (name, bytes) in FILES.iter().zip(files) {
-        std::fs::write(dir.join(name), bytes).unwrap();
-    }
-}
-
 /// Every kind of garbage in place of each file and of all of them.
 #[test]
 fn garbage_in_place_of_database_files() {
@@ -291,13 +280,9 @@ fn foreign_doublewrite_never_repairs_a_damaged_page() {
         db.write(batch).unwrap();
         db.close().unwrap();
     }
-    // Our checkpoint LSN, from the redo log's two checkpoint slots (number at 8, LSN at 16).
+    // Our checkpoint LSN, from the redo log's two checkpoint slots.
     let our_log = std::fs::read(ours.join(FILES[1])).unwrap();
-    let slot = |at: usize| {
-        let word = |offset: usize| u64::from_le_bytes(our_log[at + offset..at + offset + 8].try_into().unwrap());
-        (word(8), word(16))
-    };
-    let our_checkpoint = slot(4096).max(slot(8192)).1;
+    let our_checkpoint = checkpoint_lsn(&our_log);
     let our_data = std::fs::read(ours.join(FILES[0])).unwrap();
     let their_dblwr = std::fs::read(theirs.join(FILES[2])).unwrap();
     let page = 4096;

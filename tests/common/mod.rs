@@ -2,12 +2,13 @@
 //! batches and checkpoints that performs leaf, branch and root splits, merges and a root
 //! collapse, and writes and frees overflow chains; its models; and the verification of a
 //! recovered database against them; the crash loops over it in [`crash`]. Its other submodules
-//! serve other tests too: [`rng`], the tests' pseudo-random numbers, and [`child`], the harness
-//! of the tests that run a child process.
+//! serve other tests too: [`rng`], the tests' pseudo-random numbers; [`child`], the harness of
+//! the tests that run a child process; and [`files`], a database's files as bytes.
 #![allow(dead_code)]
 
 pub mod child;
 pub mod crash;
+pub mod files;
 pub mod rng;
 
 use std::collections::BTreeMap;
