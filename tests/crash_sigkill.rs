@@ -20,73 +20,17 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::child::{number_after, say, self_command, ChildProcess};
+use common::marked::{read_marker, Batches, Model};
 use common::rng::Rng;
-use mtrdb::{Db, Durability, Options, WriteBatch};
+use mtrdb::{Db, Durability, Options};
 
 const DIR_VAR: &str = "MTRDB_CRASH_DIR";
 const DURABILITY_VAR: &str = "MTRDB_CRASH_DURABILITY";
-const MARKER: &[u8] = b"__next_batch";
-const SEED: u64 = 0x5eed_c4a5_4000_0001;
-const KEY_SPACE: u64 = 40_000;
-
-enum Op {
-    Insert(Vec<u8>, Vec<u8>),
-    Remove(Vec<u8>),
-}
-
-fn key_for(k: u64) -> Vec<u8> {
-    let mut key = format!("key{k:05}").into_bytes();
-    if k.is_multiple_of(5) {
-        // Some longer keys: fewer per page, more splits.
-        key.push(b'-');
-        key.extend(std::iter::repeat_n(b'L', (k % 13) as usize * 20));
-    }
-    key
-}
-
-/// Batch `n`, the same in the child and the parent: split-heavy inserts over a large key space,
-/// some removes (now and then a run of neighbours, to merge pages), occasional large values, and
-/// the marker set to `n + 1`.
-fn batch_ops(n: u64) -> Vec<Op> {
-    let mut rng = Rng(SEED ^ n.wrapping_mul(0xd6e8_feb8_6659_fd93));
-    let mut ops = Vec::new();
-    for _ in 0..20 + rng.below(60) {
-        let key = key_for(rng.below(KEY_SPACE));
-        let len = match rng.below(100) {
-            0..90 => 10 + rng.below(190),
-            90..98 => 200 + rng.below(2800),
-            _ => 5000 + rng.below(55_000),
-        } as usize;
-        let mut value = Vec::with_capacity(len + 8);
-        value.extend_from_slice(&n.to_le_bytes());
-        while value.len() < len {
-            value.extend_from_slice(&rng.next().to_le_bytes());
-        }
-        value.truncate(len.max(8));
-        ops.push(Op::Insert(key, value));
-    }
-    for _ in 0..rng.below(10) {
-        ops.push(Op::Remove(key_for(rng.below(KEY_SPACE))));
-    }
-    if n % 7 == 3 {
-        let start = rng.below(KEY_SPACE - 40);
-        for k in start..start + 40 {
-            ops.push(Op::Remove(key_for(k)));
-        }
-    }
-    ops.push(Op::Insert(MARKER.to_vec(), (n + 1).to_le_bytes().to_vec()));
-    ops
-}
+/// Batches of split-heavy inserts, some removes, now and then a run of neighbours removed.
+const SEQUENCE: Batches = Batches { seed: 0x5eed_c4a5_4000_0001, neighbour_runs: true };
 
 fn options(durability: Durability) -> Options {
     Options::default().log_capacity(1 << 20).durability(durability)
-}
-
-fn read_marker(db: &Db) -> u64 {
-    match db.get(MARKER).expect("reading the marker") {
-        None => 0,
-        Some(bytes) => u64::from_le_bytes(bytes.as_slice().try_into().expect("an 8-byte marker")),
-    }
 }
 
 /// The child: opens the database, resumes after the marker, writes batches until killed.
@@ -99,19 +43,12 @@ fn child_writer() {
         _ => Durability::Immediate,
     };
     let db = Db::open_with(&dir, options(durability)).expect("child: open");
-    let next = read_marker(&db);
+    let next = read_marker(&db).expect("reading the marker");
     say(&format!("START {next}"));
     let started = Instant::now();
     // Bounded, in case the parent never kills.
     for n in next..next + 20_000 {
-        let mut batch = WriteBatch::new();
-        for op in batch_ops(n) {
-            match op {
-                Op::Insert(key, value) => batch.insert(key, value),
-                Op::Remove(key) => batch.remove(key),
-            };
-        }
-        db.write(batch).expect("child: write");
+        db.write(SEQUENCE.batch(n)).expect("child: write");
         say(&format!("ACK {n}"));
         if started.elapsed() > Duration::from_secs(60) {
             break;
@@ -127,27 +64,6 @@ enum Line {
 impl Line {
     fn parse(line: &str) -> Option<Line> {
         number_after(line, "ACK ").map(Line::Ack).or_else(|| number_after(line, "START ").map(Line::Start))
-    }
-}
-
-/// The model after exactly `batches` batches, built incrementally.
-struct Model {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
-    batches: u64,
-}
-
-impl Model {
-    fn advance_to(&mut self, batches: u64) {
-        assert!(batches >= self.batches, "the database went back from {} to {batches} batches", self.batches);
-        while self.batches < batches {
-            for op in batch_ops(self.batches) {
-                match op {
-                    Op::Insert(key, value) => self.map.insert(key, value),
-                    Op::Remove(key) => self.map.remove(&key),
-                };
-            }
-            self.batches += 1;
-        }
     }
 }
 
@@ -175,7 +91,7 @@ impl Campaign {
         Campaign {
             dir: tempfile::tempdir().unwrap(),
             rng: Rng(seed),
-            model: Model { map: BTreeMap::new(), batches: 0 },
+            model: Model::new(SEQUENCE),
             bounds: Bounds { floor: 0, ceiling: 0 },
             kills: 0,
             kills_before_start: 0,
@@ -266,7 +182,7 @@ impl Campaign {
     fn verify(&mut self, durability: Durability) {
         let db = Db::open_with(self.dir.path(), options(durability))
             .unwrap_or_else(|e| panic!("after kill {}: open failed: {e}", self.kills));
-        let m = read_marker(&db);
+        let m = read_marker(&db).expect("reading the marker");
         self.batches_replayed += db.recovery_report().batches_committed;
         let Bounds { floor, ceiling } = self.bounds;
         assert!(

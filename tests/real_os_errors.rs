@@ -50,23 +50,21 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::child::{self_command, test_args, ChildProcess};
-use common::rng::Rng;
-use mtrdb::{Db, Durability, Error, Options, WriteBatch};
+use common::marked::{read_marker, Batches, Model};
+use mtrdb::{Db, Durability, Error, Options};
 
 const DIR_VAR: &str = "MTRDB_OSERR_DIR";
 const LOG_CAPACITY_VAR: &str = "MTRDB_OSERR_LOG_CAPACITY";
 const BACKGROUND_VAR: &str = "MTRDB_OSERR_BACKGROUND";
 const CLOSE_AFTER_VAR: &str = "MTRDB_OSERR_CLOSE_AFTER";
 const EXIT_AFTER_VAR: &str = "MTRDB_OSERR_EXIT_AFTER";
-const MARKER: &[u8] = b"__next_batch";
-const SEED: u64 = 0x05e5_e44a_11ee_0001;
-const KEY_SPACE: u64 = 40_000;
+/// Batches of inserts (splits), some removes, now and then a large value (overflow pages).
+const SEQUENCE: Batches = Batches { seed: 0x05e5_e44a_11ee_0001, neighbour_runs: false };
 /// Every line the child means for the parent starts with this (libtest may print its own text
 /// on the same line first).
 const TAG: &str = "@@ ";
@@ -79,66 +77,6 @@ const MAX_BATCHES: u64 = 3000;
 
 const EFBIG: i32 = 27;
 const ENOSPC: i32 = 28;
-
-enum Op {
-    Insert(Vec<u8>, Vec<u8>),
-    Remove(Vec<u8>),
-}
-
-fn key_for(k: u64) -> Vec<u8> {
-    let mut key = format!("key{k:05}").into_bytes();
-    if k.is_multiple_of(5) {
-        key.push(b'-');
-        key.extend(std::iter::repeat_n(b'L', (k % 13) as usize * 20));
-    }
-    key
-}
-
-/// Batch `n`, the same in the child and the parent: inserts over a large key space (splits),
-/// some removes, now and then a large value (overflow pages), and the marker set to `n + 1`.
-/// Applying a batch twice leaves the same state as applying it once.
-fn batch_ops(n: u64) -> Vec<Op> {
-    let mut rng = Rng(SEED ^ n.wrapping_mul(0xd6e8_feb8_6659_fd93));
-    let mut ops = Vec::new();
-    for _ in 0..20 + rng.below(60) {
-        let key = key_for(rng.below(KEY_SPACE));
-        let len = match rng.below(100) {
-            0..90 => 10 + rng.below(190),
-            90..98 => 200 + rng.below(2800),
-            _ => 5000 + rng.below(55_000),
-        } as usize;
-        let mut value = Vec::with_capacity(len + 8);
-        value.extend_from_slice(&n.to_le_bytes());
-        while value.len() < len {
-            value.extend_from_slice(&rng.next().to_le_bytes());
-        }
-        value.truncate(len.max(8));
-        ops.push(Op::Insert(key, value));
-    }
-    for _ in 0..rng.below(10) {
-        ops.push(Op::Remove(key_for(rng.below(KEY_SPACE))));
-    }
-    ops.push(Op::Insert(MARKER.to_vec(), (n + 1).to_le_bytes().to_vec()));
-    ops
-}
-
-fn batch(n: u64) -> WriteBatch {
-    let mut batch = WriteBatch::new();
-    for op in batch_ops(n) {
-        match op {
-            Op::Insert(key, value) => batch.insert(key, value),
-            Op::Remove(key) => batch.remove(key),
-        };
-    }
-    batch
-}
-
-fn read_marker(db: &Db) -> mtrdb::Result<u64> {
-    Ok(match db.get(MARKER)? {
-        None => 0,
-        Some(bytes) => u64::from_le_bytes(bytes.as_slice().try_into().expect("an 8-byte marker")),
-    })
-}
 
 /// How a scenario opens its database (the child and the parent alike).
 #[derive(Clone, Copy, Debug)]
@@ -283,7 +221,7 @@ fn child_writer() {
             // No close, no final checkpoint: like a crash after the last acknowledged batch.
             std::process::exit(0);
         }
-        match db.write(batch(n)) {
+        match db.write(SEQUENCE.batch(n)) {
             Ok(()) => say(&format!("ACK {n}")),
             Err(error) => {
                 report("write", n, &error);
@@ -295,7 +233,7 @@ fn child_writer() {
     }
     if let Some(n) = failed {
         for _ in 0..RETRIES {
-            match db.write(batch(n)) {
+            match db.write(SEQUENCE.batch(n)) {
                 Ok(()) => say(&format!("RETRY_OK {n}")),
                 Err(error) => report("retry", n, &error),
             }
@@ -453,31 +391,6 @@ fn run_child(mut command: Command, dir: &Path, config: Config, plan: Plan) -> Ch
     run
 }
 
-/// The model after exactly `batches` batches, built incrementally.
-struct Model {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
-    batches: u64,
-}
-
-impl Model {
-    fn new() -> Model {
-        Model { map: BTreeMap::new(), batches: 0 }
-    }
-
-    fn advance_to(&mut self, batches: u64) {
-        assert!(batches >= self.batches, "the database went back from {} to {batches} batches", self.batches);
-        while self.batches < batches {
-            for op in batch_ops(self.batches) {
-                match op {
-                    Op::Insert(key, value) => self.map.insert(key, value),
-                    Op::Remove(key) => self.map.remove(&key),
-                };
-            }
-            self.batches += 1;
-        }
-    }
-}
-
 /// What is in the directory before the child runs under the limit (prepared without one).
 #[derive(Clone, Copy, Debug)]
 enum Prepare {
@@ -499,7 +412,7 @@ fn prepare(dir: &Path, config: Config, prepare: Prepare, model: &mut Model) {
     // Fast: eventual durability, synced by close.
     let db = Db::open_with(dir, config.options().durability(Durability::Eventual)).expect("preparing: open");
     for n in 0..closed {
-        db.write(batch(n)).expect("preparing: write");
+        db.write(SEQUENCE.batch(n)).expect("preparing: write");
     }
     db.close().expect("preparing: close");
     model.advance_to(closed);
@@ -650,7 +563,7 @@ fn verify(
     }
     assert!(expected.next().is_none(), "{what} ({m} batches): keys missing");
     // Usable again: a new batch is kept across a clean close.
-    db.write(batch(m)).unwrap_or_else(|e| panic!("{what}: writing after reopening failed: {e}"));
+    db.write(SEQUENCE.batch(m)).unwrap_or_else(|e| panic!("{what}: writing after reopening failed: {e}"));
     db.close().unwrap_or_else(|e| panic!("{what}: closing after reopening failed: {e}"));
     let db = Db::open_with(dir, config.options()).unwrap_or_else(|e| panic!("{what}: second reopen failed: {e}"));
     assert_eq!(read_marker(&db).unwrap(), m + 1, "{what}: the batch written after reopening");
@@ -698,7 +611,7 @@ fn mid_changed_leaf(dir: &Path, config: Config, from: u64, count: u64) -> u64 {
     let db = Db::open_with(copy.path(), config.options()).expect("dry run: open");
     let page_size = db.page_size();
     for n in from..from + count {
-        db.write(batch(n)).expect("dry run: write");
+        db.write(SEQUENCE.batch(n)).expect("dry run: write");
     }
     db.close().expect("dry run: close");
     let before = std::fs::read(dir.join("data.mtrdb")).unwrap();
@@ -859,7 +772,7 @@ fn file_size_limit_efbig() {
     for scenario in limit_scenarios() {
         let dir = tempfile::tempdir().unwrap();
         let db_dir = dir.path().join("db");
-        let mut model = Model::new();
+        let mut model = Model::new(SEQUENCE);
         prepare(&db_dir, scenario.config, scenario.prepare, &mut model);
         let bytes = match scenario.size {
             Size::Bytes(bytes) => bytes,
@@ -1044,7 +957,7 @@ fn full_file_system_enospc() {
         // Large while preparing; then the scenario's size.
         let tmpfs = Tmpfs::mount(fixed.unwrap_or(512 * MIB)).unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
         let db_dir = tmpfs.path.join("db");
-        let mut model = Model::new();
+        let mut model = Model::new(SEQUENCE);
         prepare(&db_dir, scenario.config, scenario.prepare, &mut model);
         let size = match scenario.size {
             Size::Bytes(bytes) => bytes,

@@ -3,12 +3,14 @@
 //! collapse, and writes and frees overflow chains; its models; and the verification of a
 //! recovered database against them; the crash loops over it in [`crash`]. Its other submodules
 //! serve other tests too: [`rng`], the tests' pseudo-random numbers; [`child`], the harness of
-//! the tests that run a child process; and [`files`], a database's files as bytes.
+//! the tests that run a child process; [`marked`], the batch sequences such children write; and
+//! [`files`], a database's files as bytes.
 #![allow(dead_code)]
 
 pub mod child;
 pub mod crash;
 pub mod files;
+pub mod marked;
 pub mod rng;
 
 use std::collections::BTreeMap;
