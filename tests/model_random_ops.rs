@@ -17,7 +17,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 
 use common::rng::Rng;
@@ -133,17 +133,7 @@ fn bound(rng: &mut Rng, keys: &mut KeyGen) -> Bound<Vec<u8>> {
 }
 
 fn within(key: &[u8], low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool {
-    let above = match low {
-        Bound::Unbounded => true,
-        Bound::Included(l) => key >= l.as_slice(),
-        Bound::Excluded(l) => key > l.as_slice(),
-    };
-    let below = match high {
-        Bound::Unbounded => true,
-        Bound::Included(h) => key <= h.as_slice(),
-        Bound::Excluded(h) => key < h.as_slice(),
-    };
-    above && below
+    (low.as_ref().map(Vec::as_slice), high.as_ref().map(Vec::as_slice)).contains(key)
 }
 
 fn collect(iter: impl Iterator<Item = mtrdb::Result<(Vec<u8>, Vec<u8>)>>, what: &str) -> Entries {
