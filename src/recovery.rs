@@ -24,6 +24,14 @@
 //! recovery in the same boot reads them, but the disk holds the old bytes, and no later sync will
 //! write them. So recovery makes durable everything it relies on before its results can replace
 //! the log:
+//! - before anything else, the data file is synced (by the caller): writes that a process which
+//!   died in this boot left in the cache can still tear at a power loss, and the doublewrite
+//!   copies that would repair them are overwritten by recovery's own first write-back;
+//! - the checkpoint slot it starts from is written again and synced
+//!   ([`mtr::LogFile::rewrite_checkpoint_durably`], by the caller): a slot whose sync failed is
+//!   readable but may be lost at the next power loss, which would bring back the older slot, and
+//!   the doublewrite batches recovery writes name the checkpoint it started from, so a second
+//!   recovery from the older slot would ignore them and find pages torn by the first;
 //! - between the scans, the redo it is about to apply is rewritten and synced
 //!   ([`mtr::LogFile::rewrite_durably`]), so no page built from it reaches the disk before it
 //!   (write-ahead holds even for redo that existed only in the cache);

@@ -20,6 +20,12 @@
 //! acknowledged, everything the reopen showed (a reopen's recovery is durable before `open`
 //! returns), and every batch the second session acknowledged.
 //!
+//! The third test fails a sync of a checkpoint that writers overlap (so redo follows the
+//! checkpoint it was writing), reopens in the same boot, and cuts that reopen's own recovery by
+//! a power loss at every I/O boundary: the checkpoint slot the reopen starts from may exist only
+//! in the cache, and the second recovery must still find the doublewrite copies of what the first
+//! one was writing back.
+//!
 //! Guards finding 2 of the reliability review ("reopening after a failed data-file fsync trusts
 //! the page cache").
 
@@ -27,7 +33,11 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{batch_of, contents, models, options, verify, workload, Model, Run, Step};
+use common::crash::clean_run;
+use common::{
+    batch_of, contents, models, options, overlapping_options, run_overlapping, verify, workload,
+    workload_dense_checkpoints, Model, Run, Step,
+};
 use mtrdb::fault::FaultStorage;
 use mtrdb::{Db, ReplayJournal};
 
@@ -196,5 +206,56 @@ fn a_power_loss_anywhere_after_a_failed_sync_and_a_reopen_loses_nothing() {
         "crash points explored: {explored}, recovered: {recovered} (failed sync, reopen in the same boot, power loss at every I/O boundary of the second session, for an error at every {FAIL_STRIDE}nd operation of the first)"
     );
     assert!(sessions_cut * 10 > explored * 9, "most points cut the second session: {sessions_cut} of {explored}");
+    assert_eq!(explored, recovered);
+}
+
+/// Steps of the dense-checkpoint workload the third test runs: a few batches with splits, each
+/// pair followed by a checkpoint that the next batch overlaps.
+const OVERLAPPED_STEPS: usize = 30;
+
+#[test]
+fn a_failed_sync_of_an_overlapped_checkpoint_then_a_reopen_cut_by_a_power_loss() {
+    let steps: Vec<Step> = workload_dense_checkpoints().into_iter().take(OVERLAPPED_STEPS).collect();
+    let models = models(&steps);
+    // Each checkpoint is held before its 2nd I/O operation while the next batch commits.
+    let first_session = |storage: &FaultStorage, journal: &ReplayJournal| {
+        run_overlapping(storage, &steps, overlapping_options(journal), 2)
+    };
+    let (_, total_ops) = clean_run(&first_session);
+    let reopen = |storage: &FaultStorage, journal: &ReplayJournal| {
+        Db::open_storage(Arc::new(storage.clone()), "sim".into(), overlapping_options(journal))
+    };
+    let mut explored = 0u64;
+    let mut recovered = 0u64;
+    for fail_at in 0..total_ops {
+        // How many I/O operations the reopen in the same boot performs after this error.
+        let reopen_ops = {
+            let storage = FaultStorage::new();
+            let journal = ReplayJournal::new();
+            storage.fail_at(fail_at);
+            first_session(&storage, &journal);
+            let before = storage.op_count();
+            drop(reopen(&storage, &journal));
+            storage.op_count() - before
+        };
+        for crash_after in 0..reopen_ops {
+            let storage = FaultStorage::new();
+            let journal = ReplayJournal::new();
+            storage.fail_at(fail_at);
+            let run = first_session(&storage, &journal);
+            storage.crash_at(storage.op_count() + crash_after);
+            drop(reopen(&storage, &journal));
+            for seed in [2u64, 3, 4, 5] {
+                explored += 1;
+                let what = format!("I/O error at op {fail_at}, reopen cut at its op {crash_after}, seed {seed}");
+                verify(storage.power_loss(seed), &models, &run, &journal, &what);
+                recovered += 1;
+            }
+        }
+    }
+    println!(
+        "crash points explored: {explored}, recovered: {recovered} (failed sync of an overlapped checkpoint, reopen in the same boot cut at every I/O boundary, power loss; {total_ops} I/O boundaries for the error)"
+    );
+    assert!(explored > 1_000, "{explored}");
     assert_eq!(explored, recovered);
 }

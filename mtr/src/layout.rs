@@ -233,6 +233,18 @@ impl LogFile {
         self.file.write_all_at(&block, offset).map_err(io("writing a checkpoint slot"))
     }
 
+    /// Writes `checkpoint` to its slot again, byte for byte as it reads, and syncs the file.
+    ///
+    /// Recovery starts from a slot it read, but after a failed sync (in this process or an earlier
+    /// one in the same boot) the slot may exist only in the operating system's page cache, marked
+    /// clean: no later sync writes it, and a power loss brings back the older slot. Recovery's own
+    /// writes (its doublewrite batches name this checkpoint) must not rest on a slot the disk may
+    /// not hold, so it makes the slot durable before writing anything.
+    pub fn rewrite_checkpoint_durably(&self, checkpoint: Checkpoint) -> Result<()> {
+        self.write_checkpoint(checkpoint)?;
+        self.file.sync_data().map_err(io("syncing a rewritten checkpoint slot"))
+    }
+
     /// File offset of the stream byte at `lsn`.
     #[must_use]
     pub fn ring_offset(&self, lsn: Lsn) -> u64 {

@@ -145,9 +145,13 @@ impl Db {
             detail: format!("the redo log cannot be opened ({source}); without it the data file cannot be recovered"),
         })?;
         let log_file = LogFile::open(log_file)?;
-        // What recovery reads must be durable before pages built from it are written back.
-        log_file.file().sync_data().map_err(io_at("syncing the redo log before recovery", describe(LOG_FILE)))?;
+        // Before recovery writes anything (its doublewrite batches overwrite the last one), the
+        // data file's writes still pending from a process that died in this boot reach the disk
+        // whole; and the slot recovery starts from is made durable, since after a failed sync it
+        // may exist only in the page cache (`crate::recovery`).
+        data.sync_data().map_err(io_at("syncing the data file before recovery", describe(DATA_FILE)))?;
         let checkpoint = log_file.latest_checkpoint()?;
+        log_file.rewrite_checkpoint_durably(checkpoint)?;
         let repaired = checkpoint::repair_torn_pages(
             &data,
             &describe(DATA_FILE),
