@@ -5,7 +5,8 @@
 //! every commit would pay without grouping.
 //!
 //! `durable_commit/STORE/THREADS` and `durable_commit/fdatasync_per_commit/1`; throughput in
-//! commits (elements) per second. Run with `cargo bench --bench commits`;
+//! commits (elements) per second. `durable_commit_busy/*`: one committing thread (and the
+//! baseline) while other processes keep every core busy (`CpuHogs`), as on a loaded server. Run with `cargo bench --bench commits`;
 //! `MTRDB_BENCH_STORES=mtrdb,redb` narrows the stores.
 
 mod common;
@@ -13,22 +14,23 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{FsyncBaseline, Until};
+use common::{CpuHogs, FsyncBaseline, Until};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
 }
 
-fn bench_commits(c: &mut Criterion) {
-    let mut group = c.benchmark_group("durable_commit");
+/// The baseline, then every store with each of `thread_counts` committing threads, in `name`.
+fn commit_group(c: &mut Criterion, name: &str, thread_counts: &[usize]) {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .throughput(Throughput::Elements(1));
 
-    let dir = common::bench_dir(root(), "commits-baseline-");
+    let dir = common::bench_dir(root(), &format!("{name}-baseline-"));
     let mut baseline = FsyncBaseline::create(dir.path());
     group.bench_function(BenchmarkId::new("fdatasync_per_commit", 1), |bencher| {
         bencher.iter_custom(|commits| baseline.run(Until::Operations(commits)).1)
@@ -36,9 +38,9 @@ fn bench_commits(c: &mut Criterion) {
     drop(dir);
 
     for kind in common::stores_from_env() {
-        let dir = common::bench_dir(root(), &format!("commits-{}-", kind.name()));
+        let dir = common::bench_dir(root(), &format!("{name}-{}-", kind.name()));
         let store = common::open_store(kind, dir.path());
-        for threads in [1usize, 2, 4, 8] {
+        for &threads in thread_counts {
             group.bench_with_input(BenchmarkId::new(kind.name(), threads), &threads, |bencher, &threads| {
                 bencher.iter_custom(|commits| {
                     common::durable_commits(store.as_ref(), threads, Until::Operations(commits)).1
@@ -47,12 +49,21 @@ fn bench_commits(c: &mut Criterion) {
         }
         if let Some(db) = store.mtrdb() {
             let log = db.stats().log;
-            println!("durable_commit/mtrdb: log counters over all thread counts: {log:?}");
+            println!("{name}/mtrdb: log counters over all thread counts: {log:?}");
         }
         store.close();
     }
     group.finish();
 }
 
-criterion_group!(benches, bench_commits);
+fn bench_commits(c: &mut Criterion) {
+    commit_group(c, "durable_commit", &[1, 2, 4, 8]);
+}
+
+fn bench_commits_busy(c: &mut Criterion) {
+    let _hogs = CpuHogs::on_every_core();
+    commit_group(c, "durable_commit_busy", &[1]);
+}
+
+criterion_group!(benches, bench_commits, bench_commits_busy);
 criterion_main!(benches);

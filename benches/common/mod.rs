@@ -1061,3 +1061,35 @@ pub fn bench_dir(root: &Path, prefix: &str) -> tempfile::TempDir {
     std::fs::create_dir_all(root).expect("create the benchmark root");
     tempfile::Builder::new().prefix(prefix).tempdir_in(root).expect("a directory under the benchmark root")
 }
+
+/// Other processes keeping every core busy until dropped (`sh` busy loops), as on a server
+/// whose CPUs are taken by other work: the "both cores busy" rows and benches.
+pub struct CpuHogs {
+    children: Vec<std::process::Child>,
+}
+
+impl CpuHogs {
+    pub fn on_every_core() -> CpuHogs {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let children = (0..cores)
+            .map(|_| {
+                std::process::Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .expect("start a CPU-bound sh loop")
+            })
+            .collect();
+        // Let the scheduler see them as running before anything is measured.
+        std::thread::sleep(Duration::from_millis(100));
+        CpuHogs { children }
+    }
+}
+
+impl Drop for CpuHogs {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -6,7 +6,10 @@
 //! - `durable_commit/*`: durable commits per second with 1, 2, 4 and 8 threads, each appending a
 //!   small mtr and waiting for `flush_up_to` its own end (group commit), against the baseline of
 //!   one `fdatasync` per commit: one thread doing a `pwrite` of a frame-sized buffer and
-//!   `File::sync_data` per commit on a plain file.
+//!   `File::sync_data` per commit on a plain file;
+//! - `durable_commit_busy/*`: the same with every core kept busy by spinning threads of the same
+//!   process (a server whose other work holds the CPUs): what a commit costs when the
+//!   committing thread competes for a core, measured against the baseline under the same load.
 //!
 //! Both logs and the baseline file are written through one whole lap before measuring, so every
 //! measured write overwrites allocated blocks (a circular log's steady state) instead of filling
@@ -16,7 +19,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -162,16 +166,49 @@ fn baseline_file(dir: &TempDir) -> File {
     file
 }
 
-fn bench_durable_commit(c: &mut Criterion) {
-    let bench_log = open_log();
-    let log = &bench_log.log;
-    let mut group = c.benchmark_group("durable_commit");
+/// Threads that spin on every core until dropped.
+struct CpuLoad {
+    stop: Arc<AtomicBool>,
+    spinners: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl CpuLoad {
+    fn on_every_core() -> CpuLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let spinners = (0..cores)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+                    }
+                })
+            })
+            .collect();
+        CpuLoad { stop, spinners }
+    }
+}
+
+impl Drop for CpuLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for spinner in self.spinners.drain(..) {
+            let _ = spinner.join();
+        }
+    }
+}
+
+/// Group commit with 1..8 threads and the one-fdatasync-per-commit baseline, in group `name`.
+fn durable_commit_group(c: &mut Criterion, name: &str, log: &Log, thread_counts: &[u64]) {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(8))
         .throughput(Throughput::Elements(1));
-    for threads in [1u64, 2, 4, 8] {
+    for &threads in thread_counts {
         group.bench_with_input(BenchmarkId::new("group_commit_threads", threads), &threads, |bencher, &threads| {
             bencher.iter_custom(|commits| group_commits(log, threads, commits))
         });
@@ -191,6 +228,13 @@ fn bench_durable_commit(c: &mut Criterion) {
         });
     });
     group.finish();
+}
+
+fn bench_durable_commit(c: &mut Criterion) {
+    let bench_log = open_log();
+    durable_commit_group(c, "durable_commit", &bench_log.log, &[1, 2, 4, 8]);
+    let _load = CpuLoad::on_every_core();
+    durable_commit_group(c, "durable_commit_busy", &bench_log.log, &[1, 2]);
 }
 
 criterion_group!(benches, bench_append, bench_durable_commit);
