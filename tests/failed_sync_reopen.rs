@@ -53,31 +53,12 @@ fn workload_with_length() -> (Vec<Step>, Vec<Model>, u64) {
     (steps, models, reference.op_count())
 }
 
-/// The first process: runs the workload with an I/O error injected at operation `fail_at` until
-/// a step fails (the handle is poisoned from then on). Returns (acknowledged, attempted) batches.
+/// The first process: the workload with an I/O error injected at operation `fail_at`, until a
+/// step fails (the handle is poisoned from then on). Returns (acknowledged, attempted) batches.
 fn first_session(storage: &FaultStorage, journal: &ReplayJournal, steps: &[Step], fail_at: u64) -> (usize, usize) {
     storage.fail_at(fail_at);
-    let mut acknowledged = 0;
-    let mut attempted = 0;
-    if let Ok(db) = Db::open_storage(Arc::new(storage.clone()), "sim".into(), options(journal)) {
-        for step in steps {
-            let result = match step {
-                Step::Batch(ops) => {
-                    attempted += 1;
-                    let result = db.write(batch_of(ops));
-                    if result.is_ok() {
-                        acknowledged += 1;
-                    }
-                    result
-                }
-                Step::Checkpoint => db.checkpoint(),
-            };
-            if result.is_err() {
-                break;
-            }
-        }
-    }
-    (acknowledged, attempted)
+    let run = common::run(storage, steps, journal);
+    (run.acknowledged, run.attempted)
 }
 
 /// The reopen in the same boot: checked, and equal to a prefix of the batches from
