@@ -11,10 +11,16 @@
 //! that finds no flush under way becomes the leader: it takes the whole buffer (its own bytes and
 //! every other thread's), writes it, syncs once, and wakes everyone whose LSN is now durable.
 //! Callers arriving while a flush is under way wait for it and then, if still not covered, one of
-//! them leads the next round, carrying all bytes appended meanwhile. Before taking the buffer, a
-//! leader lets committers that are appending at that moment join (it waits while the buffer keeps
-//! growing, at most [`GATHER_MAX`]), so N threads committing at once share one sync per round
-//! instead of straggling into a round of their own.
+//! them leads the next round, carrying all bytes appended meanwhile.
+//!
+//! A leader waits for others only when it has reason to expect them: if the previous round
+//! carried N committers and fewer than N are waiting now, it sleeps on a condition variable
+//! until they are (each arrival wakes it) or for at most half the previous round's write and
+//! sync time, capped at [`GATHER_MAX`]. So a lone committer never waits (it pays one
+//! `fdatasync`, on a quiet machine and a busy one alike: no spinning, no `sched_yield`), while N
+//! threads committing in a loop keep sharing one sync per round instead of alternating rounds of
+//! one each. The idea is PostgreSQL's `commit_siblings`, with the sibling count learned from the
+//! previous round rather than configured.
 //!
 //! # Failures
 //! A failed write or sync poisons the log: the kernel may have dropped the dirty pages, so a
@@ -25,17 +31,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex};
 
 use crate::error::{io, Error, Result};
 use crate::frame::{self, MtrBuf, MAX_HEADER_BYTES, TRAILER_BYTES};
 use crate::layout::{Checkpoint, LogFile};
 use crate::lsn::Lsn;
 
-/// A flush leader stops gathering once no mtr has been appended for this long...
-pub const GATHER_QUIET: Duration = Duration::from_micros(4);
-/// ...or once it has gathered for this long.
-pub const GATHER_MAX: Duration = Duration::from_micros(60);
+/// The longest a flush leader waits for the committers it expects (see the module doc).
+pub const GATHER_MAX: Duration = Duration::from_micros(200);
 
 /// Counters, for reports and benchmarks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,6 +54,8 @@ pub struct LogStats {
     pub flush_rounds: u64,
     /// Times an append waited for a checkpoint to free space.
     pub space_waits: u64,
+    /// Flush rounds whose leader waited for committers it expected (see the module doc).
+    pub gather_waits: u64,
     /// Checkpoints written.
     pub checkpoints: u64,
 }
@@ -63,6 +69,16 @@ struct State {
     /// The stream is durable up to here.
     flushed_lsn: Lsn,
     flush_in_progress: bool,
+    /// Callers of `flush_up_to` waiting for the next round to take the buffer (the leader of that
+    /// round included); reset to 0 when a round takes it, since that round covers them all.
+    waiting: usize,
+    /// Rounds that have taken the buffer so far (tells a waiter whether it is still counted in
+    /// `waiting`).
+    rounds_taken: u64,
+    /// How many waiters the last round covered: the committers the next leader expects.
+    last_group: usize,
+    /// The last round's write and sync time: the next leader waits at most half of it.
+    last_round_io: Duration,
     /// The last checkpoint: the ring holds live redo from here on.
     checkpoint: Checkpoint,
     poisoned: Option<String>,
@@ -74,6 +90,8 @@ pub struct Log {
     state: Mutex<State>,
     /// Signalled when a flush round ends.
     flushed: Condvar,
+    /// Signalled when a committer starts waiting, for a leader gathering its group.
+    arrived: Condvar,
     /// Signalled when a checkpoint frees ring space (or the log is poisoned).
     space: Condvar,
     /// Serialises checkpoint writers, so slot numbers stay in order.
@@ -83,6 +101,7 @@ pub struct Log {
     syncs: AtomicU64,
     flush_rounds: AtomicU64,
     space_waits: AtomicU64,
+    gather_waits: AtomicU64,
     checkpoints: AtomicU64,
 }
 
@@ -118,10 +137,15 @@ impl Log {
                 buffer_lsn: start,
                 flushed_lsn: start,
                 flush_in_progress: false,
+                waiting: 0,
+                rounds_taken: 0,
+                last_group: 1,
+                last_round_io: Duration::ZERO,
                 checkpoint,
                 poisoned: None,
             }),
             flushed: Condvar::new(),
+            arrived: Condvar::new(),
             space: Condvar::new(),
             checkpoint_lock: Mutex::new(()),
             mtrs_appended: AtomicU64::new(0),
@@ -129,6 +153,7 @@ impl Log {
             syncs: AtomicU64::new(0),
             flush_rounds: AtomicU64::new(0),
             space_waits: AtomicU64::new(0),
+            gather_waits: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
         })
     }
@@ -178,51 +203,66 @@ impl Log {
     /// Returns once the stream is durable up to `lsn` (clamped to the current end).
     pub fn flush_up_to(&self, lsn: Lsn) -> Result<()> {
         let mut state = self.state.lock();
+        // The round count when this caller joined `waiting`, if it has.
+        let mut registered: Option<u64> = None;
         loop {
             if let Some(cause) = &state.poisoned {
                 return Err(Error::Poisoned { cause: cause.clone() });
             }
             let target = lsn.min(state.end_lsn);
             if state.flushed_lsn >= target {
+                if registered == Some(state.rounds_taken) {
+                    // Covered without a round taking the buffer since it joined (its bytes were
+                    // taken before it arrived): it is still counted, so uncount it.
+                    state.waiting -= 1;
+                }
                 return Ok(());
+            }
+            if registered.is_none() {
+                registered = Some(state.rounds_taken);
+                state.waiting += 1;
+                self.arrived.notify_one();
             }
             if state.flush_in_progress {
                 self.flushed.wait(&mut state);
                 continue;
             }
-            // Lead a round: take every buffered byte, whoever appended it. Committers appending
-            // right now may join first: while the buffer keeps growing, wait a few microseconds
-            // (bounded), so that one sync carries more commits. A lone committer pays one quiet
-            // gap, a few microseconds against a sync of a hundred or more.
+            // Lead a round: take every buffered byte, whoever appended it. If the last round
+            // carried more committers than are waiting now, the others are probably on their way
+            // back (applying their next batch): wait for them, briefly, so that one sync carries
+            // them all. Nobody else is expected after a round of one, so a lone committer never
+            // waits.
             state.flush_in_progress = true;
-            let gather_start = Instant::now();
-            let mut last_growth = gather_start;
-            let mut seen_end = state.end_lsn;
-            loop {
-                MutexGuard::unlocked(&mut state, std::thread::yield_now);
-                let now = Instant::now();
-                if state.end_lsn != seen_end {
-                    seen_end = state.end_lsn;
-                    last_growth = now;
-                }
-                if now - last_growth >= GATHER_QUIET || now - gather_start >= GATHER_MAX {
-                    break;
+            if state.waiting < state.last_group {
+                self.gather_waits.fetch_add(1, Ordering::Relaxed);
+                let deadline = Instant::now() + (state.last_round_io / 2).min(GATHER_MAX);
+                while state.waiting < state.last_group {
+                    if self.arrived.wait_until(&mut state, deadline).timed_out() {
+                        break;
+                    }
                 }
             }
+            // Every waiter appended before it started waiting, so this round covers them all.
+            state.last_group = state.waiting.max(1);
+            state.waiting = 0;
+            state.rounds_taken += 1;
             let from = state.buffer_lsn;
             let to = state.end_lsn;
             let bytes = std::mem::take(&mut state.buffer);
             state.buffer_lsn = to;
             drop(state);
+            let io_started = Instant::now();
             let result = self
                 .file
                 .write_stream(from, &bytes)
                 .map_err(|e| ("writing the redo log", e))
                 .and_then(|()| self.file.file.sync_data().map_err(|e| ("syncing the redo log", e)));
+            let io_time = io_started.elapsed();
             self.flush_rounds.fetch_add(1, Ordering::Relaxed);
             self.syncs.fetch_add(1, Ordering::Relaxed);
             state = self.state.lock();
             state.flush_in_progress = false;
+            state.last_round_io = io_time;
             match result {
                 Ok(()) => {
                     state.flushed_lsn = to;
@@ -345,6 +385,7 @@ impl Log {
             syncs: self.syncs.load(Ordering::Relaxed),
             flush_rounds: self.flush_rounds.load(Ordering::Relaxed),
             space_waits: self.space_waits.load(Ordering::Relaxed),
+            gather_waits: self.gather_waits.load(Ordering::Relaxed),
             checkpoints: self.checkpoints.load(Ordering::Relaxed),
         }
     }

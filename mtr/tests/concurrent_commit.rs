@@ -55,32 +55,32 @@ impl StorageFile for SlowSync {
     }
 }
 
-#[test]
-fn group_commit_keeps_every_mtr_exactly_once_with_fewer_syncs_than_commits() {
-    let temp = TempLog::new();
-    let slow = SlowSync { inner: temp.new_file(LOG_FILE_NAME), extra: Duration::from_millis(1) };
+/// A new 1 MiB log in `temp` whose syncs take `extra` longer.
+fn slow_sync_log(temp: &TempLog, extra: Duration) -> Log {
+    let slow = SlowSync { inner: temp.new_file(LOG_FILE_NAME), extra };
     let log_file = LogFile::create(Arc::new(slow), 1 << 20, LOG_ID).expect("create");
-    let log = Log::resume(log_file, Lsn::ZERO).expect("resume");
-    let stream_start = log.end_lsn();
-    let start_together = Barrier::new(THREADS as usize);
+    Log::resume(log_file, Lsn::ZERO).expect("resume")
+}
 
-    // Per thread: the LSN range of each commit, in the thread's order.
-    let committed: Vec<Vec<(Lsn, Lsn)>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..THREADS)
+/// `threads` threads, started together, each appending `commits_per_thread` mtrs made by
+/// `mtr_for(thread, sequence)` and waiting until each is durable. Returns each thread's
+/// `(start, end)` LSNs in its order.
+fn commit_from_threads(
+    log: &Log,
+    threads: u32,
+    commits_per_thread: u64,
+    mtr_for: impl Fn(u32, u64) -> MtrSpec + Sync,
+) -> Vec<Vec<(Lsn, Lsn)>> {
+    let start_together = Barrier::new(threads as usize);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
             .map(|thread_id| {
-                let (log, start_together) = (&log, &start_together);
+                let (start_together, mtr_for) = (&start_together, &mtr_for);
                 scope.spawn(move || {
                     start_together.wait();
-                    (0..COMMITS_PER_THREAD)
+                    (0..commits_per_thread)
                         .map(|sequence| {
-                            let payload_len = 12 + (sequence as usize * 13) % 200;
-                            let mtr = MtrSpec::single(
-                                FIRST_ENGINE_KIND + thread_id as u8,
-                                sequence,
-                                tagged_payload(thread_id, sequence, payload_len),
-                                thread_id as u8,
-                            );
-                            let entry = append(log, &mtr);
+                            let entry = append(log, &mtr_for(thread_id, sequence));
                             log.flush_up_to(entry.end_lsn).expect("flush");
                             assert!(log.flushed_lsn() >= entry.end_lsn, "flush returned early");
                             (entry.start_lsn, entry.end_lsn)
@@ -90,6 +90,23 @@ fn group_commit_keeps_every_mtr_exactly_once_with_fewer_syncs_than_commits() {
             })
             .collect();
         workers.into_iter().map(|worker| worker.join().expect("worker")).collect()
+    })
+}
+
+#[test]
+fn group_commit_keeps_every_mtr_exactly_once_with_fewer_syncs_than_commits() {
+    let temp = TempLog::new();
+    let log = slow_sync_log(&temp, Duration::from_millis(1));
+    let stream_start = log.end_lsn();
+    // Per thread: the LSN range of each commit, in the thread's order.
+    let committed = commit_from_threads(&log, THREADS, COMMITS_PER_THREAD, |thread_id, sequence| {
+        let payload_len = 12 + (sequence as usize * 13) % 200;
+        MtrSpec::single(
+            FIRST_ENGINE_KIND + thread_id as u8,
+            sequence,
+            tagged_payload(thread_id, sequence, payload_len),
+            thread_id as u8,
+        )
     });
 
     let commits = u64::from(THREADS) * COMMITS_PER_THREAD;
@@ -171,4 +188,35 @@ fn append_waits_for_a_checkpoint_when_the_ring_is_full() {
     assert_eq!(outcome.mtrs[0].start_lsn, full_end);
     assert_eq!(outcome.mtrs[0].end_lsn, durable_end);
     assert_eq!(outcome.mtrs[0].mtr, big);
+}
+
+/// A lone committer never waits for company: every commit is one round of its own, led at
+/// once, with no gathering. And once several threads commit in a loop, leaders do wait for the
+/// group the previous round carried (so one sync keeps carrying them all) and the syncs are
+/// shared. Guards against a leader that delays a lone commit to grow a group (on a busy machine
+/// such a wait costs a scheduler slice per commit) and against gathering that never happens.
+#[test]
+fn a_lone_committer_never_waits_and_a_group_is_gathered() {
+    let temp = TempLog::new();
+    let log = slow_sync_log(&temp, Duration::from_micros(300));
+
+    const LONE_COMMITS: u64 = 200;
+    for sequence in 0..LONE_COMMITS {
+        let entry = append(&log, &MtrSpec::single(FIRST_ENGINE_KIND, sequence, vec![0x10; 40], 1));
+        log.flush_up_to(entry.end_lsn).expect("flush");
+    }
+    let lone = log.stats();
+    assert_eq!(lone.flush_rounds, LONE_COMMITS, "one round per lone commit: {lone:?}");
+    assert_eq!(lone.gather_waits, 0, "a lone committer waited for others: {lone:?}");
+
+    const THREADS: u32 = 4;
+    const COMMITS_PER_THREAD: u64 = 200;
+    commit_from_threads(&log, THREADS, COMMITS_PER_THREAD, |thread_id, sequence| {
+        MtrSpec::single(FIRST_ENGINE_KIND, sequence, vec![thread_id as u8; 40], 1)
+    });
+    let group = log.stats();
+    let group_commits = u64::from(THREADS) * COMMITS_PER_THREAD;
+    let group_rounds = group.flush_rounds - lone.flush_rounds;
+    assert!(group.gather_waits > 0, "no leader gathered: {group:?}");
+    assert!(group_rounds < group_commits, "{group_rounds} rounds for {group_commits} commits");
 }
