@@ -7,6 +7,8 @@
 //! - `reads/scan_10_forward/STORE`, `reads/scan_10_backward/STORE`: range scans of 10 entries
 //!   from a random present key; throughput in bytes of key and value read per second (one
 //!   iteration is one scan, so the time per iteration gives scans per second).
+//! - `reads_full_scan/scan_all_forward/STORE`: every entry in key order, from a reopened store;
+//!   throughput in entries per second.
 //!
 //! Run with `cargo bench --bench reads`; `MTRDB_BENCH_STORES=mtrdb,redb` narrows the stores.
 
@@ -15,7 +17,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{KeyOrder, Until, BULK_TXN_KEYS, ENTRY_BYTES, SCAN_KEYS};
+use common::{KeyOrder, Until, BULK_TXN_KEYS, ENTRY_BYTES, KEY_BYTES, SCAN_KEYS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn root() -> &'static Path {
@@ -28,6 +30,7 @@ fn read_keys() -> u64 {
 
 fn bench_reads(c: &mut Criterion) {
     let keys = read_keys();
+    let mut full_scans = Vec::new();
     let mut group = c.benchmark_group("reads");
     group.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     for kind in common::stores_from_env() {
@@ -61,6 +64,25 @@ fn bench_reads(c: &mut Criterion) {
                 })
             });
         }
+        // The full ordered scan, in a group of its own (one iteration reads every entry).
+        full_scans.push((kind, dir, keys));
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("reads_full_scan");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    for (kind, dir, keys) in &full_scans {
+        let store = common::open_store(*kind, dir.path());
+        let mut session = store.session();
+        group.throughput(Throughput::Elements(*keys));
+        group.bench_function(BenchmarkId::new("scan_all_forward", kind.name()), |bencher| {
+            bencher.iter(|| {
+                let read = session.scan(&[0; KEY_BYTES], *keys as usize, true);
+                assert_eq!(read as u64, *keys);
+            })
+        });
+        drop(session);
+        store.close();
     }
     group.finish();
 }
