@@ -243,7 +243,7 @@ fn run(dir: &Path, args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         let mut found = BTreeMap::new();
         for entry in db.iter() {
             let (key, value) = entry?;
-            found.insert(key, value);
+            found.insert(key.to_vec(), value.to_vec());
         }
         if found != model {
             verdict.push(format!(

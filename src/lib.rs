@@ -66,6 +66,7 @@ pub mod fault;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+pub use bytes::Bytes;
 pub use check::CheckReport;
 pub use db::{Db, Durability, Iter, Options, Stats, WriteBatch, MAX_VALUE_BYTES};
 pub use error::{Error, Result};

@@ -147,7 +147,7 @@ fn run_writers(threads: u32, batches: u32, rounds: u32) -> Run {
         }
         run.failed_rounds += u32::from(run.failures.len() > failures_before);
         // Whatever happened, the database holds exactly the batches that succeeded.
-        let got: Vec<_> = db.iter().map(|entry| entry.expect("iterating")).collect();
+        let got = contents(&db);
         let want: Vec<_> = model.into_iter().collect();
         assert!(got == want, "round {round}: the database does not hold exactly the successful batches");
         db.check().expect("check");
@@ -252,7 +252,7 @@ fn old_reserve(range: &std::ops::Range<u32>) -> u64 {
 }
 
 fn contents(db: &Db) -> Vec<(Vec<u8>, Vec<u8>)> {
-    db.iter().map(|entry| entry.expect("iterating")).collect()
+    db.iter().map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).expect("iterating")).collect()
 }
 
 const REMOVED: std::ops::Range<u32> = 600..1_080;

@@ -98,7 +98,7 @@ fn recover_and_read(dir: &Path, states: &[Model]) -> Verdict {
         let mut got = Model::new();
         for entry in db.iter() {
             let (key, value) = entry?;
-            got.insert(key, value);
+            got.insert(key.to_vec(), value.to_vec());
         }
         let report = db.check()?;
         if report.entries != got.len() as u64 {

@@ -21,7 +21,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use common::rng::Rng;
-use mtrdb::{Db, Durability, Options, WriteBatch};
+use mtrdb::{Bytes, Db, Durability, Options, WriteBatch};
 
 const GROUPS: u64 = 10;
 const KEYS_PER_GROUP: usize = 12;
@@ -159,8 +159,12 @@ fn write_batch(db: &Db, rng: &mut Rng, generations: &AtomicU64) {
     db.write(batch).expect("writer: write failed");
 }
 
-fn collect(iter: impl Iterator<Item = mtrdb::Result<(Vec<u8>, Vec<u8>)>>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    iter.map(|entry| entry.expect("reader: iteration failed")).collect()
+fn collect(iter: impl Iterator<Item = mtrdb::Result<(Bytes, Bytes)>>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    iter.map(|entry| owned(entry.expect("reader: iteration failed"))).collect()
+}
+
+fn owned((key, value): (Bytes, Bytes)) -> (Vec<u8>, Vec<u8>) {
+    (key.to_vec(), value.to_vec())
 }
 
 fn reader(db: &Db, id: u64, stop: &AtomicBool, generations: &AtomicU64) -> [u64; 4] {
@@ -302,8 +306,8 @@ fn long_scan_does_not_block_writers(db: &Arc<Db>, generations: &Arc<AtomicU64>) 
     let before = collect(db.iter());
     let mut iter = db.iter();
     let half = before.len() / 2;
-    let mut seen: Vec<(Vec<u8>, Vec<u8>)> = iter.by_ref().take(half).map(|e| e.unwrap()).collect();
-    let mut back: Vec<(Vec<u8>, Vec<u8>)> = iter.by_ref().rev().take(10).map(|e| e.unwrap()).collect();
+    let mut seen: Vec<(Vec<u8>, Vec<u8>)> = iter.by_ref().take(half).map(|e| owned(e.unwrap())).collect();
+    let mut back: Vec<(Vec<u8>, Vec<u8>)> = iter.by_ref().rev().take(10).map(|e| owned(e.unwrap())).collect();
 
     let (done, finished) = mpsc::channel();
     let writer = {
@@ -334,7 +338,7 @@ fn long_scan_does_not_block_writers(db: &Arc<Db>, generations: &Arc<AtomicU64>) 
     check_view(&after, false, generations.load(Ordering::SeqCst), "after the 100 batches").unwrap();
 
     // The old iterator finishes its snapshot: exactly the state when it was created.
-    seen.extend(iter.map(|e| e.unwrap()));
+    seen.extend(iter.map(|e| owned(e.unwrap())));
     back.reverse();
     seen.extend(back);
     assert_eq!(seen.len(), before.len(), "the held iterator's snapshot lost or gained entries");

@@ -207,7 +207,7 @@ impl Campaign {
                 panic!("after kill {} ({m} batches): extra key {:?}", self.kills, String::from_utf8_lossy(&key));
             };
             assert!(
-                &key == want_key && &value == want_value,
+                key == want_key && value == want_value,
                 "after kill {} ({m} batches): entry {count} is {:?} ({} bytes), the model has {:?} ({} bytes)",
                 self.kills,
                 String::from_utf8_lossy(&key),

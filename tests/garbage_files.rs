@@ -82,7 +82,7 @@ fn open_and_read(dir: &Path) -> Outcome {
         for entry in db.iter() {
             match entry {
                 Ok((key, value)) => {
-                    model.insert(key, value);
+                    model.insert(key.to_vec(), value.to_vec());
                 }
                 Err(e) => return Outcome::ReadFailed(format!("iteration: {e}"), model.clone()),
             }
@@ -90,7 +90,7 @@ fn open_and_read(dir: &Path) -> Outcome {
         let mut count = 0usize;
         for entry in db.iter().rev() {
             match entry {
-                Ok((key, value)) if model.get(&key) == Some(&value) => count += 1,
+                Ok((key, value)) if model.get(&key[..]).is_some_and(|v| *v == value) => count += 1,
                 Ok(_) => return Outcome::ReadFailed("reverse iteration disagrees with forward".into(), model.clone()),
                 Err(e) => return Outcome::ReadFailed(format!("reverse iteration: {e}"), model.clone()),
             }
@@ -323,7 +323,7 @@ fn foreign_doublewrite_never_repairs_a_damaged_page() {
         let db = Db::open_with(&ours, small_options())?;
         for entry in db.iter().chain(db.iter().rev()) {
             let (key, value) = entry?;
-            if model.get(&key) != Some(&value) {
+            if model.get(&key[..]).is_none_or(|v| *v != value) {
                 foreign.push(String::from_utf8_lossy(&key).into_owned());
             }
         }
@@ -446,7 +446,7 @@ fn invalid_options_are_refused() {
 }
 
 fn assert_contents(db: &Db, model: &Model, context: &str) {
-    let got: Model = db.iter().map(|entry| entry.unwrap()).collect();
+    let got: Model = db.iter().map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).unwrap()).collect();
     assert!(&got == model, "{context}: contents differ from the model ({} vs {} entries)", got.len(), model.len());
     assert_eq!(db.check().unwrap().entries, model.len() as u64, "{context}");
 }

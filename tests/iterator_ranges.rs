@@ -68,7 +68,8 @@ proptest! {
                 bits = bits.rotate_right(1) ^ 0x9e37;
                 match step {
                     Some(entry) => {
-                        let entry = entry.unwrap();
+                        let (key, value) = entry.unwrap();
+                        let entry = (key.to_vec(), value.to_vec());
                         if forward { front.push(entry) } else { back.push(entry) }
                     }
                     None => break,

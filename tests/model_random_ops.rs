@@ -133,11 +133,15 @@ fn bound(rng: &mut Rng, keys: &mut KeyGen) -> Bound<Vec<u8>> {
 }
 
 fn within(key: &[u8], low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool {
-    (low.as_ref().map(Vec::as_slice), high.as_ref().map(Vec::as_slice)).contains(key)
+    RangeBounds::<[u8]>::contains(&(low.as_ref().map(Vec::as_slice), high.as_ref().map(Vec::as_slice)), key)
 }
 
-fn collect(iter: impl Iterator<Item = mtrdb::Result<(Vec<u8>, Vec<u8>)>>, what: &str) -> Entries {
-    iter.map(|entry| entry.unwrap_or_else(|e| panic!("{what}: iteration failed: {e}"))).collect()
+fn collect(iter: impl Iterator<Item = mtrdb::Result<(mtrdb::Bytes, mtrdb::Bytes)>>, what: &str) -> Entries {
+    iter.map(|entry| owned(entry.unwrap_or_else(|e| panic!("{what}: iteration failed: {e}")))).collect()
+}
+
+fn owned((key, value): (mtrdb::Bytes, mtrdb::Bytes)) -> (Vec<u8>, Vec<u8>) {
+    (key.to_vec(), value.to_vec())
 }
 
 fn model_entries(model: &Model) -> Entries {
@@ -181,8 +185,8 @@ fn verify(db: &Db, model: &Model, rng: &mut Rng, keys: &mut KeyGen, context: &st
                 if rng.below(2) == 0 { iter.next().map(|e| (true, e)) } else { iter.next_back().map(|e| (false, e)) };
             match next {
                 None => break,
-                Some((true, entry)) => front.push(entry.unwrap()),
-                Some((false, entry)) => tail.push(entry.unwrap()),
+                Some((true, entry)) => front.push(owned(entry.unwrap())),
+                Some((false, entry)) => tail.push(owned(entry.unwrap())),
             }
         }
         assert!(iter.next().is_none() && iter.next_back().is_none(), "{what}: a finished iterator yields again");

@@ -553,7 +553,7 @@ fn verify(
             panic!("{what} ({m} batches): extra key {:?}", String::from_utf8_lossy(&key));
         };
         assert!(
-            &key == want_key && &value == want_value,
+            key == want_key && value == want_value,
             "{what} ({m} batches): entry {count} is {:?} ({} bytes), the model has {:?} ({} bytes)",
             String::from_utf8_lossy(&key),
             value.len(),

@@ -50,7 +50,7 @@ fn check_value(i: u32, v: &[u8]) {
 /// Runs a scan, dropping each value as it goes; returns the peak heap above the baseline.
 fn scan_peak<'a>(
     what: &str,
-    scan: impl FnOnce() -> Box<dyn Iterator<Item = mtrdb::Result<(Vec<u8>, Vec<u8>)>> + 'a>,
+    scan: impl FnOnce() -> Box<dyn Iterator<Item = mtrdb::Result<(mtrdb::Bytes, mtrdb::Bytes)>> + 'a>,
     expected: &[u32],
 ) -> usize {
     let baseline = common_alloc::reset_peak();

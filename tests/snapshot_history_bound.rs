@@ -65,7 +65,7 @@ fn open_iterator_retains_at_most_one_image_per_page() {
 
     let mut iter = db.iter();
     let (first_key, first_value) = iter.next().expect("an entry").expect("read");
-    assert_eq!((first_key, first_value), (key(0), value(0, 0)));
+    assert_eq!((first_key.to_vec(), first_value.to_vec()), (key(0), value(0, 0)));
 
     let baseline = common_alloc::reset_peak();
     let updates = 20_000u32;

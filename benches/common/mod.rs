@@ -307,7 +307,7 @@ impl Session for MtrdbSession<'_> {
     }
 
     fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> usize {
-        let read = |entry: mtrdb::Result<(Vec<u8>, Vec<u8>)>| {
+        let read = |entry: mtrdb::Result<(mtrdb::Bytes, mtrdb::Bytes)>| {
             let (key, value) = entry.expect("mtrdb scan");
             std::hint::black_box(key.len() + value.len())
         };

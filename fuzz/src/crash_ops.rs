@@ -263,7 +263,11 @@ impl Sim {
         if let Err(error) = db.check() {
             panic!("check failed after recovery: {error}");
         }
-        let found: Model = db.iter().map(|entry| entry.unwrap_or_else(|e| panic!("iteration failed: {e}"))).collect();
+        let found: Model = db
+            .iter()
+            .map(|entry| entry.unwrap_or_else(|e| panic!("iteration failed: {e}")))
+            .map(|(key, value)| (key.to_vec(), value.to_vec()))
+            .collect();
         let attempted = self.models.len() - 1;
         let Some(prefix) = (self.acknowledged..=attempted).find(|&prefix| self.models[prefix] == found) else {
             panic!(

@@ -212,7 +212,7 @@ fn read_all(db: &Db, backward: bool) -> Result<(Entries, bool), mtrdb::Error> {
         let next = if backward { iter.next_back() } else { iter.next() };
         match next {
             None => return Ok((entries, true)),
-            Some(Ok(entry)) => entries.push(entry),
+            Some(Ok((key, value))) => entries.push((key.to_vec(), value.to_vec())),
             Some(Err(error)) => return Err(error),
         }
         if entries.len() >= MAX_ENTRIES {

@@ -42,10 +42,8 @@ mod remove;
 mod split;
 mod writer;
 
-pub use read::SCAN_CHUNK_BYTES;
-
 pub(crate) use overflow::{append_overflow_page, check_overflow_read, overflow_buffer};
-pub(crate) use read::{chunk_backward, chunk_forward, get, ChunkValue};
+pub(crate) use read::{chunk_backward, chunk_forward, get, ChunkEntry, ChunkValue, LeafChunk};
 
 use mtr::{Log, MtrBuf};
 

@@ -4,7 +4,7 @@
 //! This module only reads; it must not change a page nor take a lock (the caller holds the
 //! tree's read or write lock).
 
-use std::ops::Bound;
+use std::ops::{Bound, Range};
 
 use crate::error::{Error, Result};
 use crate::page::{LeafValue, PageId};
@@ -12,21 +12,33 @@ use crate::page::{LeafValue, PageId};
 use super::overflow::read_value;
 use super::{node_at, read_meta, PageSource};
 
-/// Bytes of values one iterator fill copies out at most (beyond its first entry). Overflow
-/// values are not copied in a fill: the iterator reads each when it yields it.
-pub const SCAN_CHUNK_BYTES: usize = 1 << 20;
-
-/// A value as an iterator fill copies it: inline bytes, or where its overflow chain starts.
+/// A value as an iterator fill finds it: inline bytes (a range of the chunk's copy of its leaf),
+/// or where its overflow chain starts (the iterator reads the chain when it yields the entry).
 pub(crate) enum ChunkValue {
-    Loaded(Vec<u8>),
+    Inline(Range<usize>),
     Overflow { len: u32, first_page: PageId },
 }
 
-fn chunk_value(value: LeafValue<'_>) -> (ChunkValue, usize) {
-    match value {
-        LeafValue::Inline(bytes) => (ChunkValue::Loaded(bytes.to_vec()), bytes.len()),
-        LeafValue::Overflow { len, first_page } => (ChunkValue::Overflow { len, first_page }, 0),
-    }
+/// One entry of a chunk: its key's range in the chunk's copy of its leaf, and its value.
+pub(crate) struct ChunkEntry {
+    pub key: Range<usize>,
+    pub value: ChunkValue,
+}
+
+/// Where `part`, a slice of `page`, lies in it.
+fn range_in(page: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - page.as_ptr() as usize;
+    debug_assert!(start + part.len() <= page.len());
+    start..start + part.len()
+}
+
+/// A leaf entry's key and value, as ranges of `page` (the copy they were read from).
+fn entry_in(page: &[u8], key: &[u8], value: LeafValue<'_>) -> ChunkEntry {
+    let value = match value {
+        LeafValue::Inline(inline) => ChunkValue::Inline(range_in(page, inline)),
+        LeafValue::Overflow { len, first_page } => ChunkValue::Overflow { len, first_page },
+    };
+    ChunkEntry { key: range_in(page, key), value }
 }
 
 /// Point lookup.
@@ -50,10 +62,16 @@ pub(crate) fn get(source: &impl PageSource, key: &[u8], page_size: usize) -> Res
 /// The entries of one leaf that lie within `(low, high)`, read for an iterator: collected
 /// `forward` from the first key after `low`, or backward from the last key before `high`.
 pub(crate) struct LeafChunk {
-    /// Keys and values, in iteration order.
-    pub entries: Vec<(Vec<u8>, ChunkValue)>,
+    /// A copy of the leaf the entries are in: one allocation and one sequential copy per chunk,
+    /// whose slices are the entries' keys and inline values.
+    pub leaf: Vec<u8>,
+    /// The entries, in iteration order.
+    pub entries: Vec<ChunkEntry>,
     /// Whether the range has no entries beyond this chunk (in its direction).
     pub exhausted: bool,
+    /// Forward chunks that ended at the end of their leaf: the leaf to the right, where the next
+    /// chunk starts (at the same version) without descending from the root again.
+    pub next_leaf: Option<PageId>,
 }
 
 fn within_low(key: &[u8], low: &Bound<Vec<u8>>) -> bool {
@@ -72,28 +90,34 @@ fn within_high(key: &[u8], high: &Bound<Vec<u8>>) -> bool {
     }
 }
 
-/// The next entries after `low` (and within `high`): at most `limit`, from one leaf.
+/// The next entries after `low` (and within `high`): all those of one leaf. The leaf is
+/// `from_leaf` if given (the previous chunk's `next_leaf`, read from the same `source`, so the
+/// link is consistent with it), else the one a descent from the root finds.
 pub(crate) fn chunk_forward(
     source: &impl PageSource,
     low: &Bound<Vec<u8>>,
     high: &Bound<Vec<u8>>,
-    limit: usize,
+    from_leaf: Option<PageId>,
 ) -> Result<LeafChunk> {
     let meta = read_meta(source)?;
     let mut page_id = meta.root;
-    for level in (1..meta.height).rev() {
-        let page = source.page(page_id)?;
-        let node = node_at(&page, page_id, level)?;
-        page_id = match low {
-            Bound::Unbounded => node.child(0),
-            Bound::Included(key) | Bound::Excluded(key) => node.child(node.child_index_for(key)),
-        };
+    if let Some(leaf) = from_leaf {
+        page_id = leaf;
+    } else {
+        for level in (1..meta.height).rev() {
+            let page = source.page(page_id)?;
+            let node = node_at(&page, page_id, level)?;
+            page_id = match low {
+                Bound::Unbounded => node.child(0),
+                Bound::Included(key) | Bound::Excluded(key) => node.child(node.child_index_for(key)),
+            };
+        }
     }
     // Follow right links past leaves with nothing in range (at most the whole level).
     let mut hops = 0u64;
     loop {
-        let page = source.page(page_id)?;
-        let node = node_at(&page, page_id, 0)?;
+        let leaf = source.page(page_id)?.to_vec();
+        let node = node_at(&leaf, page_id, 0)?;
         let mut entries = Vec::new();
         let mut exhausted = false;
         let first = match low {
@@ -102,16 +126,13 @@ pub(crate) fn chunk_forward(
             Bound::Excluded(key) => node.search(key).map_or_else(|index| index, |index| index + 1),
         };
         let mut index = first;
-        let mut bytes = 0;
-        while index < node.len() && entries.len() < limit && bytes < SCAN_CHUNK_BYTES {
+        while index < node.len() {
             let key = node.key(index);
             if !within_high(key, high) {
                 exhausted = true;
                 break;
             }
-            let (value, value_bytes) = chunk_value(node.leaf_value(index));
-            bytes += key.len() + value_bytes;
-            entries.push((key.to_vec(), value));
+            entries.push(entry_in(&leaf, key, node.leaf_value(index)));
             index += 1;
         }
         let next = node.link();
@@ -119,7 +140,8 @@ pub(crate) fn chunk_forward(
             exhausted = true;
         }
         if !entries.is_empty() || exhausted {
-            return Ok(LeafChunk { entries, exhausted });
+            let next_leaf = (index == node.len() && next != 0).then_some(next);
+            return Ok(LeafChunk { leaf, entries, exhausted, next_leaf });
         }
         page_id = next;
         hops += 1;
@@ -129,13 +151,11 @@ pub(crate) fn chunk_forward(
     }
 }
 
-/// The previous entries before `high` (and within `low`), last key first: at most `limit`, from
-/// one leaf.
+/// The previous entries before `high` (and within `low`), last key first: all those of one leaf.
 pub(crate) fn chunk_backward(
     source: &impl PageSource,
     low: &Bound<Vec<u8>>,
     high: &Bound<Vec<u8>>,
-    limit: usize,
 ) -> Result<LeafChunk> {
     let meta = read_meta(source)?;
     let mut high = high.clone();
@@ -160,8 +180,8 @@ pub(crate) fn chunk_backward(
             }
             page_id = node.child(index);
         }
-        let page = source.page(page_id)?;
-        let node = node_at(&page, page_id, 0)?;
+        let leaf = source.page(page_id)?.to_vec();
+        let node = node_at(&leaf, page_id, 0)?;
         let mut entries = Vec::new();
         let mut exhausted = false;
         // One past the last index within `high`.
@@ -171,30 +191,26 @@ pub(crate) fn chunk_backward(
             Bound::Excluded(key) => node.search(key).unwrap_or_else(|index| index),
         };
         let mut index = end;
-        let mut bytes = 0;
-        while index > 0 && entries.len() < limit && bytes < SCAN_CHUNK_BYTES {
+        while index > 0 {
             let key = node.key(index - 1);
             if !within_low(key, low) {
                 exhausted = true;
                 break;
             }
-            let (value, value_bytes) = chunk_value(node.leaf_value(index - 1));
-            bytes += key.len() + value_bytes;
-            entries.push((key.to_vec(), value));
+            entries.push(entry_in(&leaf, key, node.leaf_value(index - 1)));
             index -= 1;
         }
-        let stopped_by_limit = index > 0 && (entries.len() == limit || bytes >= SCAN_CHUNK_BYTES) && !exhausted;
         // Keys below the fence can still be in range only if the low bound lies below it.
         let more_below = match (&fence, low) {
             (None, _) => false,
             (Some(_), Bound::Unbounded) => true,
             (Some(fence), Bound::Included(bound) | Bound::Excluded(bound)) => bound < fence,
         };
-        if !more_below && !stopped_by_limit {
+        if !more_below {
             exhausted = true;
         }
         if !entries.is_empty() || exhausted {
-            return Ok(LeafChunk { entries, exhausted });
+            return Ok(LeafChunk { leaf, entries, exhausted, next_leaf: None });
         }
         if let Some(fence) = fence {
             high = Bound::Excluded(fence);

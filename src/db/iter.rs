@@ -5,10 +5,11 @@
 //! at its snapshot; it must not know the leaf layout (the `btree` chunk and overflow readers do)
 //! and never writes.
 
-use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 
-use crate::btree::{self, AtVersion, ChunkValue};
+use bytes::Bytes;
+
+use crate::btree::{self, AtVersion, ChunkEntry, ChunkValue, LeafChunk};
 use crate::error::{Error, Result};
 use crate::page;
 
@@ -54,33 +55,67 @@ impl Inner {
 /// An iterator over a range of entries, at the snapshot taken when it was created. Yields
 /// `Result<(key, value)>`; after an error it ends.
 ///
-/// **Bounds.** It takes the tree's read lock only to copy a chunk of one leaf (at most
-/// [`btree::SCAN_CHUNK_BYTES`] of keys and inline values beyond its first entry) or up to 64
-/// pages of one large value, so a scan never holds writers off for long. Large (overflow) values
-/// are read when yielded, never buffered ahead: it holds at most one chunk per end plus the value
-/// it yields. While it is unfinished, its snapshot retains at most one page image per page
-/// changed since it began; once it has returned `None`, it retains nothing.
+/// **Items.** Keys and values are [`Bytes`]: they deref to `[u8]`, compare with byte slices and
+/// vectors, and clone without copying. A fill copies one leaf page, once, and hands out slices of
+/// that copy, so a scan allocates and copies once per leaf rather than twice per entry. An item
+/// keeps its leaf's copy alive (one page, [`Db::page_size`] bytes; a large value is its own
+/// buffer); to keep one entry while dropping the rest, copy it (`value.to_vec()`).
+///
+/// **Bounds.** It takes the tree's read lock only to copy one leaf page (and to descend to it, or
+/// follow the previous leaf's right link at its snapshot) or up to 64 pages of one large value, so
+/// a scan never holds writers off for long. Large (overflow) values are read when yielded, never
+/// buffered ahead: it holds at most one leaf copy per end plus the value it yields. While it is
+/// unfinished, its snapshot retains at most one page image per page changed since it began; once
+/// it has returned `None`, it retains nothing.
 pub struct Iter<'a> {
     db: &'a Db,
     version: Option<u64>,
     low: Bound<Vec<u8>>,
     high: Bound<Vec<u8>>,
-    front: VecDeque<(Vec<u8>, ChunkValue)>,
+    front: Buffered,
     front_exhausted: bool,
-    back: VecDeque<(Vec<u8>, ChunkValue)>,
+    /// Where the next forward fill starts, when the last one ended at the end of its leaf.
+    front_leaf: Option<page::PageId>,
+    back: Buffered,
     back_exhausted: bool,
     finished: bool,
-    /// Entries the next fill of each end copies out: small at first (short scans are the common
-    /// case), growing to whole leaves.
-    front_limit: usize,
-    back_limit: usize,
+}
+
+/// The entries one end has read but not yet yielded: the copy of their leaf, and where each
+/// lies in it (sliced out only when yielded, so entries never yielded cost nothing).
+#[derive(Default)]
+struct Buffered {
+    leaf: Bytes,
+    entries: std::vec::IntoIter<ChunkEntry>,
+}
+
+/// A buffered value: a slice of its leaf's copy, or an overflow chain read when yielded.
+enum ItemValue {
+    Inline(Bytes),
+    Overflow { len: u32, first_page: page::PageId },
+}
+
+impl Buffered {
+    fn new(chunk: LeafChunk) -> Buffered {
+        Buffered { leaf: Bytes::from(chunk.leaf), entries: chunk.entries.into_iter() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.len() == 0
+    }
+
+    fn pop(&mut self) -> Option<(Bytes, ItemValue)> {
+        let entry = self.entries.next()?;
+        let value = match entry.value {
+            ChunkValue::Inline(range) => ItemValue::Inline(self.leaf.slice(range)),
+            ChunkValue::Overflow { len, first_page } => ItemValue::Overflow { len, first_page },
+        };
+        Some((self.leaf.slice(entry.key), value))
+    }
 }
 
 /// Overflow pages an iterator reads per hold of the tree's read lock.
 const OVERFLOW_PAGES_PER_LOCK: usize = 64;
-
-/// Entries the first fill of an iterator copies out.
-const FIRST_FILL_ENTRIES: usize = 16;
 
 fn range_is_empty(low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool {
     match (low, high) {
@@ -101,13 +136,12 @@ impl<'a> Iter<'a> {
             version,
             low,
             high,
-            front: VecDeque::new(),
+            front: Buffered::default(),
             front_exhausted: false,
-            back: VecDeque::new(),
+            front_leaf: None,
+            back: Buffered::default(),
             back_exhausted: false,
             finished: empty,
-            front_limit: FIRST_FILL_ENTRIES,
-            back_limit: FIRST_FILL_ENTRIES,
         }
     }
 
@@ -116,15 +150,14 @@ impl<'a> Iter<'a> {
         let tree = self.db.inner.tree.read();
         let source = AtVersion(&tree.pager, version);
         if forward {
-            let chunk = btree::chunk_forward(&source, &self.low, &self.high, self.front_limit)?;
-            self.front.extend(chunk.entries);
+            let chunk = btree::chunk_forward(&source, &self.low, &self.high, self.front_leaf)?;
             self.front_exhausted = chunk.exhausted;
-            self.front_limit = self.front_limit.saturating_mul(4);
+            self.front_leaf = chunk.next_leaf;
+            self.front = Buffered::new(chunk);
         } else {
-            let chunk = btree::chunk_backward(&source, &self.low, &self.high, self.back_limit)?;
-            self.back.extend(chunk.entries);
+            let chunk = btree::chunk_backward(&source, &self.low, &self.high)?;
             self.back_exhausted = chunk.exhausted;
-            self.back_limit = self.back_limit.saturating_mul(4);
+            self.back = Buffered::new(chunk);
         }
         Ok(())
     }
@@ -133,14 +166,14 @@ impl<'a> Iter<'a> {
     /// pins nothing.
     fn finish(&mut self) {
         self.finished = true;
-        self.front.clear();
-        self.back.clear();
+        self.front = Buffered::default();
+        self.back = Buffered::default();
         if let Some(version) = self.version.take() {
             self.db.inner.release_snapshot(version);
         }
     }
 
-    fn step(&mut self, forward: bool) -> Option<Result<(Vec<u8>, Vec<u8>)>> {
+    fn step(&mut self, forward: bool) -> Option<Result<(Bytes, Bytes)>> {
         if self.finished {
             return None;
         }
@@ -155,7 +188,7 @@ impl<'a> Iter<'a> {
                 return Some(Err(error));
             }
         }
-        let next = if forward { self.front.pop_front() } else { self.back.pop_front() };
+        let next = if forward { self.front.pop() } else { self.back.pop() };
         let Some((key, value)) = next else {
             self.finish();
             return None;
@@ -166,9 +199,9 @@ impl<'a> Iter<'a> {
             return None;
         }
         let value = match value {
-            ChunkValue::Loaded(value) => value,
-            ChunkValue::Overflow { len, first_page } => match self.read_overflow(len, first_page) {
-                Ok(value) => value,
+            ItemValue::Inline(value) => value,
+            ItemValue::Overflow { len, first_page } => match self.read_overflow(len, first_page) {
+                Ok(value) => Bytes::from(value),
                 Err(error) => {
                     self.finish();
                     return Some(Err(error));
@@ -232,7 +265,7 @@ fn btree_within(key: &[u8], low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool
 }
 
 impl Iterator for Iter<'_> {
-    type Item = Result<(Vec<u8>, Vec<u8>)>;
+    type Item = Result<(Bytes, Bytes)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         self.step(true)

@@ -233,7 +233,9 @@ pub fn run_overlapping(storage: &FaultStorage, steps: &[Step], options: Options,
 }
 
 pub fn contents(db: &Db) -> Model {
-    db.iter().map(|entry| entry.expect("iteration after recovery")).collect()
+    db.iter()
+        .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).expect("iteration after recovery"))
+        .collect()
 }
 
 /// Opens the recovered database and checks it against the models; returns the prefix it equals.

@@ -195,7 +195,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, SystemTime)> {
 /// The entries of a database directory, read through the library (recovering it for real).
 pub fn contents(dir: &Path) -> Model {
     let db = Db::open(dir).unwrap();
-    let model = db.iter().map(|entry| entry.unwrap()).collect();
+    let model = db.iter().map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).unwrap()).collect();
     db.close().unwrap();
     model
 }
