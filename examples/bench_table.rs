@@ -13,7 +13,7 @@
 //!
 //! Each measurement runs in a child process (this program again, with `--child`), so stores do
 //! not share a heap, a page cache budget or background threads, and each child's peak resident
-//! memory (`VmHWM`) is its own. The workloads are those of `benches/common/mod.rs`, one
+//! memory (`VmHWM`) is its own. The workloads are those of `benches/common/`, one
 //! implementation per store shared with the criterion benches. What each row measures:
 //!
 //! - **random / sequential inserts**: 16-byte keys, 100-byte values, durable batches of 1,000,
