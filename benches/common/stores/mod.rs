@@ -9,6 +9,8 @@
 //! - `redb`: one write transaction per batch, `Durability::Immediate` (its default).
 //! - `lmdb` (through `heed`): one write transaction per batch, default flags (synced commits).
 //! - `fjall` (an LSM tree): one write batch per batch, `PersistMode::SyncData` on commit.
+//! - `canopydb` (a copy-on-write B+tree with a WAL): one write transaction per batch, the WAL on
+//!   and every commit synced (`use_wal`, `default_commit_sync`); a clean close checkpoints.
 //! - `sqlite-full`: SQLite (bundled) in WAL mode with `synchronous=FULL`: the WAL is synced at
 //!   each commit; table `kv (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID` (a clustered B-tree).
 //! - `sqlite-normal`: the same with `synchronous=NORMAL`, a second row for reference: its commits
@@ -19,6 +21,7 @@
 //! A read is one read transaction per operation for every store (mtrdb has no read transactions:
 //! each `get` and `range` is its own snapshot).
 
+mod canopydb;
 mod fjall;
 mod lmdb;
 mod mtrdb;
@@ -29,6 +32,7 @@ use std::path::Path;
 
 use ::mtrdb::{Db, Durability, Options};
 
+pub use self::canopydb::CanopydbStore;
 pub use self::fjall::FjallStore;
 pub use self::lmdb::LmdbStore;
 pub use self::mtrdb::MtrdbStore;
@@ -47,6 +51,8 @@ pub enum StoreKind {
     Lmdb,
     /// fjall: an LSM tree.
     Fjall,
+    /// canopydb: a copy-on-write B+tree with a WAL.
+    Canopydb,
     /// SQLite, WAL, `synchronous=FULL`.
     SqliteFull,
     /// SQLite, WAL, `synchronous=NORMAL` (commits not durable).
@@ -55,11 +61,12 @@ pub enum StoreKind {
 
 impl StoreKind {
     /// Every store, mtrdb first.
-    pub const ALL: [StoreKind; 6] = [
+    pub const ALL: [StoreKind; 7] = [
         StoreKind::Mtrdb,
         StoreKind::Redb,
         StoreKind::Lmdb,
         StoreKind::Fjall,
+        StoreKind::Canopydb,
         StoreKind::SqliteFull,
         StoreKind::SqliteNormal,
     ];
@@ -71,6 +78,7 @@ impl StoreKind {
             StoreKind::Redb => "redb",
             StoreKind::Lmdb => "lmdb",
             StoreKind::Fjall => "fjall",
+            StoreKind::Canopydb => "canopydb",
             StoreKind::SqliteFull => "sqlite-full",
             StoreKind::SqliteNormal => "sqlite-normal",
         }
@@ -139,6 +147,7 @@ pub fn open_store(kind: StoreKind, dir: &Path) -> Box<dyn Store> {
         StoreKind::Redb => Box::new(RedbStore::open(dir)),
         StoreKind::Lmdb => Box::new(LmdbStore::open(dir)),
         StoreKind::Fjall => Box::new(FjallStore::open(dir)),
+        StoreKind::Canopydb => Box::new(CanopydbStore::open(dir)),
         StoreKind::SqliteFull => Box::new(SqliteStore::open(dir, kind, "FULL")),
         StoreKind::SqliteNormal => Box::new(SqliteStore::open(dir, kind, "NORMAL")),
     }
