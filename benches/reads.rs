@@ -78,7 +78,7 @@ fn bench_reads(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("scan_all_forward", kind.name()), |bencher| {
             bencher.iter(|| {
                 let read = session.scan(&[0; KEY_BYTES], *keys as usize, true);
-                assert_eq!(read as u64, *keys);
+                assert_eq!(read.entries, *keys);
             })
         });
         drop(session);

@@ -28,8 +28,10 @@
 //! - **durable single commits**: one key per transaction from 1, 2, 4 and 8 threads for a fixed
 //!   time; the baseline is one `pwrite` + `fdatasync` per commit on a preallocated plain file,
 //!   measured in the same child just before (sync latency drifts with the machine's load).
-//! - **point gets and range scans** run on the store the random bulk load built (reopened):
-//!   gets of present keys from 1 and 4 threads, scans of 10 entries from a present key.
+//! - **point gets, range scans and the full scan** run on the store the random bulk load built
+//!   (reopened): gets of present keys from 1 and 4 threads, scans of 10 entries from a present
+//!   key, then one scan of every entry in key order (entries and key + value bytes counted, the
+//!   count checked against the keys loaded), entries/s.
 //! - **recovery**: random keys in durable batches of 1,000 with mtrdb's background checkpoints
 //!   off (nothing checkpointed), files copied while the store is open (a crash image), then the
 //!   time to open the copy and read one key. mtrdb's redo MB/s and mtrs/s come from its
@@ -368,6 +370,12 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
         row("range scans of 10, forward, scans/s".into(), "bulk-random-reads", "scans_forward_per_s", Format::Count),
         row("range scans of 10, backward, scans/s".into(), "bulk-random-reads", "scans_backward_per_s", Format::Count),
         row(
+            format!("full ordered scan, every entry once ({} keys, 1 thread), entries/s", keys(sizes.bulk_keys)),
+            "bulk-random-reads",
+            "full_scan_entries_per_s",
+            Format::Count,
+        ),
+        row(
             format!("recovery: reopen after crash ({} keys unreplayed), user MB/s", keys(sizes.recovery_keys)),
             "recovery",
             "user_mb_per_s",
@@ -612,6 +620,10 @@ fn bulk_load(kind: StoreKind, dir: &Path, order: KeyOrder, sizes: &Sizes, reads:
         figures.insert("scans_forward_per_s".into(), per_s(common::range_scans(store.as_ref(), keys, true, until, 3)));
         figures
             .insert("scans_backward_per_s".into(), per_s(common::range_scans(store.as_ref(), keys, false, until, 4)));
+        let (scanned, elapsed) = common::full_scan(store.as_ref());
+        assert_eq!(scanned.entries, keys, "{}: the full scan missed entries", kind.name());
+        figures.insert("full_scan_entries_per_s".into(), per_s((scanned.entries, elapsed)));
+        figures.insert("full_scan_bytes".into(), scanned.bytes as f64);
         store.close();
     }
     figures

@@ -5,7 +5,8 @@
 //! # The modules
 //! - this file: the data (keys, values, entries) and the re-exports;
 //! - [`stores`]: the stores compared, the `Store`/`Session` traits and one adapter per store;
-//! - [`workloads`]: inserts, durable commits, point gets, range scans, mtrdb's split counters;
+//! - [`workloads`]: inserts, durable commits, point gets, range scans, the full scan, mtrdb's
+//!   split counters;
 //! - [`recovery`]: crash images and the timed reopen of one;
 //! - [`device`]: what the machine reports (device bytes written, allocated bytes, peak
 //!   memory), `sync -f`, benchmark directories;

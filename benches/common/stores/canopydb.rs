@@ -6,7 +6,7 @@ use std::path::Path;
 
 use canopydb::{Database, DbOptions, EnvOptions};
 
-use super::{Session, Store, StoreKind};
+use super::{Scanned, Session, Store, StoreKind};
 use crate::common::Entry;
 
 /// The one tree every workload uses.
@@ -85,17 +85,17 @@ impl Session for CanopydbSession<'_> {
         tree.get(key).expect("canopydb get").map(|value| value.len())
     }
 
-    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> usize {
+    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> Scanned {
         let txn = self.store.db.begin_read().expect("canopydb begin_read");
         let tree = txn.get_tree(CANOPYDB_TREE).expect("canopydb get_tree").expect("the bench tree");
         let read = |entry: Result<(canopydb::Bytes, canopydb::Bytes), canopydb::Error>| {
             let (key, value) = entry.expect("canopydb scan");
-            std::hint::black_box(key.len() + value.len())
+            key.len() + value.len()
         };
         if forward {
-            tree.range::<&[u8]>(start..).expect("canopydb range").take(count).map(read).count()
+            tree.range::<&[u8]>(start..).expect("canopydb range").take(count).map(read).collect()
         } else {
-            tree.range::<&[u8]>(..=start).expect("canopydb range").rev().take(count).map(read).count()
+            tree.range::<&[u8]>(..=start).expect("canopydb range").rev().take(count).map(read).collect()
         }
     }
 }

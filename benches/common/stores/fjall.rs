@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Session, Store, StoreKind};
+use super::{Scanned, Session, Store, StoreKind};
 use crate::common::Entry;
 
 /// fjall.
@@ -66,15 +66,15 @@ impl Session for FjallSession<'_> {
         self.store.keyspace.get(key).expect("fjall get").map(|value| value.len())
     }
 
-    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> usize {
+    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> Scanned {
         let read = |guard: fjall::Guard| {
             let (key, value) = guard.into_inner().expect("fjall scan");
-            std::hint::black_box(key.len() + value.len())
+            key.len() + value.len()
         };
         if forward {
-            self.store.keyspace.range::<&[u8], _>(start..).take(count).map(read).count()
+            self.store.keyspace.range::<&[u8], _>(start..).take(count).map(read).collect()
         } else {
-            self.store.keyspace.range::<&[u8], _>(..=start).rev().take(count).map(read).count()
+            self.store.keyspace.range::<&[u8], _>(..=start).rev().take(count).map(read).collect()
         }
     }
 }

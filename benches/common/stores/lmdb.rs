@@ -4,7 +4,7 @@
 use std::ops::Bound;
 use std::path::Path;
 
-use super::{Session, Store, StoreKind};
+use super::{Scanned, Session, Store, StoreKind};
 use crate::common::Entry;
 
 type LmdbDatabase = heed::Database<heed::types::Bytes, heed::types::Bytes>;
@@ -68,18 +68,18 @@ impl Session for LmdbSession<'_> {
         self.store.db.get(&txn, key).expect("lmdb get").map(<[u8]>::len)
     }
 
-    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> usize {
+    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> Scanned {
         let txn = self.store.env.read_txn().expect("lmdb read_txn");
         let read = |entry: heed::Result<(&[u8], &[u8])>| {
             let (key, value) = entry.expect("lmdb scan");
-            std::hint::black_box(key.len() + value.len())
+            key.len() + value.len()
         };
         if forward {
             let range = (Bound::Included(start), Bound::Unbounded);
-            self.store.db.range(&txn, &range).expect("lmdb range").take(count).map(read).count()
+            self.store.db.range(&txn, &range).expect("lmdb range").take(count).map(read).collect()
         } else {
             let range = (Bound::Unbounded, Bound::Included(start));
-            self.store.db.rev_range(&txn, &range).expect("lmdb rev_range").take(count).map(read).count()
+            self.store.db.rev_range(&txn, &range).expect("lmdb rev_range").take(count).map(read).collect()
         }
     }
 }

@@ -135,8 +135,36 @@ pub trait Session {
     /// The value length of `key`, if present (the value is read, not only found).
     fn get(&mut self, key: &[u8]) -> Option<usize>;
     /// Reads up to `count` entries from `start` forwards (keys `>= start`) or backwards
-    /// (keys `<= start`); returns how many it read.
-    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> usize;
+    /// (keys `<= start`), in one read transaction; returns what it read. `usize::MAX` forwards
+    /// from the smallest key reads every entry in key order.
+    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> Scanned;
+}
+
+/// What a scan read: entries, and the bytes of their keys and values (summed from every entry,
+/// so that no store can skip reading one).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// Entries read.
+    pub entries: u64,
+    /// Key and value bytes of those entries.
+    pub bytes: u64,
+}
+
+impl Scanned {
+    /// Counts one entry of `bytes` key and value bytes.
+    pub fn add_entry(&mut self, bytes: usize) {
+        self.entries += 1;
+        self.bytes += bytes as u64;
+    }
+}
+
+/// The entries' key + value lengths, one item per entry.
+impl FromIterator<usize> for Scanned {
+    fn from_iter<I: IntoIterator<Item = usize>>(lengths: I) -> Scanned {
+        let mut scanned = Scanned::default();
+        lengths.into_iter().for_each(|bytes| scanned.add_entry(bytes));
+        scanned
+    }
 }
 
 /// Where a store keeps its files inside its directory.

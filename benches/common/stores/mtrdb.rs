@@ -4,7 +4,7 @@ use std::path::Path;
 
 use mtrdb::{Db, Options, WriteBatch};
 
-use super::{Session, Store, StoreKind};
+use super::{Scanned, Session, Store, StoreKind};
 use crate::common::Entry;
 
 /// mtrdb.
@@ -58,15 +58,15 @@ impl Session for MtrdbSession<'_> {
         self.db.get(key).expect("mtrdb get").map(|value| value.len())
     }
 
-    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> usize {
+    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> Scanned {
         let read = |entry: mtrdb::Result<(mtrdb::Bytes, mtrdb::Bytes)>| {
             let (key, value) = entry.expect("mtrdb scan");
-            std::hint::black_box(key.len() + value.len())
+            key.len() + value.len()
         };
         if forward {
-            self.db.range::<&[u8], _>(start..).take(count).map(read).count()
+            self.db.range::<&[u8], _>(start..).take(count).map(read).collect()
         } else {
-            self.db.range::<&[u8], _>(..=start).rev().take(count).map(read).count()
+            self.db.range::<&[u8], _>(..=start).rev().take(count).map(read).collect()
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Session, Store, StoreKind};
+use super::{Scanned, Session, Store, StoreKind};
 use crate::common::Entry;
 
 const REDB_TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("bench");
@@ -72,18 +72,18 @@ impl Session for RedbSession<'_> {
         table.get(key).expect("redb get").map(|value| value.value().len())
     }
 
-    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> usize {
+    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> Scanned {
         use redb::ReadableDatabase;
         let txn = self.db.begin_read().expect("redb begin_read");
         let table = txn.open_table(REDB_TABLE).expect("redb open_table");
         let read = |entry: RedbEntry<'_>| {
             let (key, value) = entry.expect("redb scan");
-            std::hint::black_box(key.value().len() + value.value().len())
+            key.value().len() + value.value().len()
         };
         if forward {
-            table.range::<&[u8]>(start..).expect("redb range").take(count).map(read).count()
+            table.range::<&[u8]>(start..).expect("redb range").take(count).map(read).collect()
         } else {
-            table.range::<&[u8]>(..=start).expect("redb range").rev().take(count).map(read).count()
+            table.range::<&[u8]>(..=start).expect("redb range").rev().take(count).map(read).collect()
         }
     }
 }

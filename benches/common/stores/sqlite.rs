@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{Session, Store, StoreKind};
+use super::{Scanned, Session, Store, StoreKind};
 use crate::common::Entry;
 
 /// SQLite in WAL mode.
@@ -83,21 +83,22 @@ impl Session for SqliteSession<'_> {
         select.query_row([key], |row| Ok(row.get_ref(0)?.as_blob()?.len())).optional().expect("sqlite get")
     }
 
-    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> usize {
+    fn scan(&mut self, start: &[u8], count: usize, forward: bool) -> Scanned {
         let sql = if forward {
             "SELECT k, v FROM kv WHERE k >= ?1 ORDER BY k ASC LIMIT ?2"
         } else {
             "SELECT k, v FROM kv WHERE k <= ?1 ORDER BY k DESC LIMIT ?2"
         };
+        // A negative LIMIT is no limit: `usize::MAX` (a full scan) is -1.
+        let limit = i64::try_from(count).unwrap_or(-1);
         let mut select = self.reader.prepare_cached(sql).expect("sqlite prepare");
-        let mut rows = select.query(rusqlite::params![start, count as i64]).expect("sqlite scan");
-        let mut read = 0;
+        let mut rows = select.query(rusqlite::params![start, limit]).expect("sqlite scan");
+        let mut scanned = Scanned::default();
         while let Some(row) = rows.next().expect("sqlite scan") {
             let key = row.get_ref(0).and_then(|v| Ok(v.as_blob()?.len())).expect("sqlite key");
             let value = row.get_ref(1).and_then(|v| Ok(v.as_blob()?.len())).expect("sqlite value");
-            std::hint::black_box(key + value);
-            read += 1;
+            scanned.add_entry(key + value);
         }
-        read
+        scanned
     }
 }
