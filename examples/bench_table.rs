@@ -27,7 +27,12 @@
 //!   `VmHWM` right after it.
 //! - **durable single commits**: one key per transaction from 1, 2, 4 and 8 threads for a fixed
 //!   time; the baseline is one `pwrite` + `fdatasync` per commit on a preallocated plain file,
-//!   measured in the same child just before (sync latency drifts with the machine's load).
+//!   measured in the same child just before (sync latency drifts with the machine's load). With
+//!   1 thread every commit (and every baseline commit) is timed: the p50 rows are the medians of
+//!   those latencies, in µs.
+//! - **every core busy**: the same 1-thread commits (and the baseline before them) in a child of
+//!   their own while other processes keep every core busy (`CpuHogs`: one CPU-bound `sh` loop
+//!   per core, as on a server whose CPUs are taken by other work): commits/s and p50 latency.
 //! - **point gets, range scans and the full scan** run on the store the random bulk load built
 //!   (reopened): gets of present keys from 1 and 4 threads, scans of 10 entries from a present
 //!   key, then one scan of every entry in key order (entries and key + value bytes counted, the
@@ -107,7 +112,8 @@ fn main() -> ExitCode {
 // ---------------------------------------------------------------------------------------------
 // The parent: runs the children, prints the table.
 
-const WORKLOADS: [&str; 6] = ["random", "sequential", "bulk-sorted", "bulk-random-reads", "commits", "recovery"];
+const WORKLOADS: [&str; 7] =
+    ["random", "sequential", "bulk-sorted", "bulk-random-reads", "commits", "busy-commits", "recovery"];
 
 fn parent(args: &[String]) -> ExitCode {
     let mut quick = std::env::var("MTRDB_BENCH_QUICK").is_ok_and(|v| v != "0");
@@ -264,6 +270,8 @@ struct Row {
     mtrdb_only: bool,
     /// Whether peer cells carry the ratio mtrdb/peer.
     ratio: bool,
+    /// The figure of the same workload that mtrdb's cell is compared with (`× baseline`).
+    baseline: Option<&'static str>,
 }
 
 #[derive(Copy, Clone)]
@@ -309,15 +317,18 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
         format,
         mtrdb_only: false,
         ratio: true,
+        baseline: None,
     };
-    let mtrdb_row = |label: String, workload, figure, format| Row {
-        label,
-        workload,
-        figure,
-        format,
-        mtrdb_only: true,
-        ratio: true,
+    let mtrdb_row =
+        |label: String, workload, figure, format| Row { mtrdb_only: true, ..row(label, workload, figure, format) };
+    // A commit row: mtrdb's cell also shows its ratio to the baseline figure of the same run.
+    let commit_row = |label: &str, workload, figure, baseline| Row {
+        baseline: Some(baseline),
+        ..row(label.into(), workload, figure, Format::Count)
     };
+    // The baseline itself: no ratios.
+    let baseline_row =
+        |label: &str, workload, figure| Row { ratio: false, ..row(label.into(), workload, figure, Format::Count) };
     vec![
         row(
             format!("random inserts, durable batches of 1,000 ({}), keys/s", keys(sizes.random_keys)),
@@ -348,18 +359,50 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
             Format::Count,
         ),
         mtrdb_row("… splits/s (random bulk load)".into(), "bulk-random-reads", "splits_per_s", Format::Count),
-        Row {
-            label: "baseline: pwrite + fdatasync per commit, 1 thread, commits/s (measured in each store's run)".into(),
-            workload: "commits",
-            figure: "baseline_commits_per_s",
-            format: Format::Count,
-            mtrdb_only: false,
-            ratio: false,
-        },
-        row("durable single commits, 1 thread, commits/s".into(), "commits", "commits_1_per_s", Format::Count),
-        row("durable single commits, 2 threads, commits/s".into(), "commits", "commits_2_per_s", Format::Count),
-        row("durable single commits, 4 threads, commits/s".into(), "commits", "commits_4_per_s", Format::Count),
-        row("durable single commits, 8 threads, commits/s".into(), "commits", "commits_8_per_s", Format::Count),
+        baseline_row(
+            "baseline: pwrite + fdatasync per commit, 1 thread, commits/s (measured in each store's run)",
+            "commits",
+            "baseline_commits_per_s",
+        ),
+        baseline_row("… baseline p50 latency, µs", "commits", "baseline_p50_us"),
+        commit_row(
+            "durable single commits, 1 thread, commits/s",
+            "commits",
+            "commits_1_per_s",
+            "baseline_commits_per_s",
+        ),
+        commit_row("… 1 thread, p50 latency, µs", "commits", "quiet_commit_p50_us", "baseline_p50_us"),
+        commit_row(
+            "durable single commits, 2 threads, commits/s",
+            "commits",
+            "commits_2_per_s",
+            "baseline_commits_per_s",
+        ),
+        commit_row(
+            "durable single commits, 4 threads, commits/s",
+            "commits",
+            "commits_4_per_s",
+            "baseline_commits_per_s",
+        ),
+        commit_row(
+            "durable single commits, 8 threads, commits/s",
+            "commits",
+            "commits_8_per_s",
+            "baseline_commits_per_s",
+        ),
+        baseline_row(
+            "every core busy: baseline pwrite + fdatasync per commit, commits/s",
+            "busy-commits",
+            "busy_baseline_commits_per_s",
+        ),
+        baseline_row("… baseline p50 latency, µs", "busy-commits", "busy_baseline_p50_us"),
+        commit_row(
+            "every core busy: durable single commits, 1 thread, commits/s",
+            "busy-commits",
+            "busy_commits_per_s",
+            "busy_baseline_commits_per_s",
+        ),
+        commit_row("… p50 latency, µs", "busy-commits", "busy_commit_p50_us", "busy_baseline_p50_us"),
         row(
             format!("point gets, 1 thread ({} keys), gets/s", keys(sizes.bulk_keys)),
             "bulk-random-reads",
@@ -448,8 +491,8 @@ fn print_table(
                         let ratio = if !row.ratio {
                             None
                         } else if *store == StoreKind::Mtrdb {
-                            let baseline = value("commits", store.name(), "baseline_commits_per_s");
-                            baseline.filter(|_| row.workload == "commits").map(|b| format!("{:.2}× baseline", v / b))
+                            let baseline = row.baseline.and_then(|figure| value(row.workload, store.name(), figure));
+                            baseline.map(|b| format!("{:.2}× baseline", v / b))
                         } else {
                             mtrdb.filter(|_| v > 0.0).map(|m| format!("{:.2}×", m / v))
                         };
@@ -468,7 +511,8 @@ fn print_table(
     println!(
         "Keys 16 B, values 100 B (incompressible). Every commit durable (fsynced) before it returns, except † \
          (SQLite WAL with synchronous=NORMAL syncs only at checkpoints; shown for reference). Rates: higher is \
-         better; bytes per user byte, space amplification and memory: lower is better. Ratios are mtrdb/peer. \
+         better; latencies, bytes per user byte, space amplification and memory: lower is better. Ratios are \
+         mtrdb/peer (mtrdb's commit cells: mtrdb/baseline of the same run). \
          Device bytes come from the disk's own counter, which counts every process on the machine. Peak memory \
          (VmHWM) includes the pages of a memory-mapped file that the process touched."
     );
@@ -521,6 +565,7 @@ fn child(args: &[String]) -> ExitCode {
         "bulk-sorted" => bulk_load(kind, dir, KeyOrder::Sequential, &sizes, false),
         "bulk-random-reads" => bulk_load(kind, dir, KeyOrder::Random, &sizes, true),
         "commits" => commits(kind, dir, &sizes),
+        "busy-commits" => busy_commits(kind, dir, &sizes),
         "recovery" => recovery(kind, dir, &sizes),
         other => {
             eprintln!("unknown workload {other}");
@@ -636,15 +681,49 @@ fn bulk_load(kind: StoreKind, dir: &Path, order: KeyOrder, sizes: &Sizes, reads:
 fn commits(kind: StoreKind, dir: &Path, sizes: &Sizes) -> Figures {
     let until = Until::Elapsed(Duration::from_secs_f64(sizes.commit_seconds));
     let mut figures = Figures::new();
-    let (commits, elapsed) = common::FsyncBaseline::create(dir).run(until);
-    figures.insert("baseline_commits_per_s".into(), commits as f64 / elapsed.as_secs_f64());
+    let timed = common::FsyncBaseline::create(dir).run_timed(until);
+    insert_timed_commits(&mut figures, "baseline_commits_per_s", "baseline_p50_us", timed);
     let store = common::open_store(kind, &store_dir(dir));
-    for threads in [1usize, 2, 4, 8] {
+    // One thread: every commit timed, for its median latency.
+    let timed = common::durable_commits_timed(store.as_ref(), until);
+    insert_timed_commits(&mut figures, "commits_1_per_s", "quiet_commit_p50_us", timed);
+    for threads in [2usize, 4, 8] {
         let (commits, elapsed) = common::durable_commits(store.as_ref(), threads, until);
         figures.insert(format!("commits_{threads}_per_s"), commits as f64 / elapsed.as_secs_f64());
     }
     store.close();
     figures
+}
+
+/// Durable single commits from one thread, each timed, while other processes keep every core
+/// busy (`CpuHogs`, one CPU-bound process per core), right after the baseline under the same
+/// load; commits/s and the median latency of each.
+fn busy_commits(kind: StoreKind, dir: &Path, sizes: &Sizes) -> Figures {
+    let until = Until::Elapsed(Duration::from_secs_f64(sizes.commit_seconds));
+    let mut baseline = common::FsyncBaseline::create(dir);
+    let store = common::open_store(kind, &store_dir(dir));
+    let hogs = common::CpuHogs::on_every_core();
+    let mut figures = Figures::new();
+    let timed = baseline.run_timed(until);
+    insert_timed_commits(&mut figures, "busy_baseline_commits_per_s", "busy_baseline_p50_us", timed);
+    let timed = common::durable_commits_timed(store.as_ref(), until);
+    insert_timed_commits(&mut figures, "busy_commits_per_s", "busy_commit_p50_us", timed);
+    drop(hogs);
+    store.close();
+    figures
+}
+
+/// Commits/s and the median latency in µs of a timed commit run, as `per_s` and `p50_us`.
+fn insert_timed_commits(
+    figures: &mut Figures,
+    per_s: &str,
+    p50_us: &str,
+    (commits, elapsed, latencies): (u64, Duration, common::Latencies),
+) {
+    figures.insert(per_s.into(), commits as f64 / elapsed.as_secs_f64());
+    if let Some(p50) = latencies.p50() {
+        figures.insert(p50_us.into(), p50.as_secs_f64() * 1e6);
+    }
 }
 
 /// A crash image, then one timed reopen of a copy of it.

@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{Until, KEY_BYTES, VALUE_BYTES};
+use super::{Latencies, Until, KEY_BYTES, VALUE_BYTES};
 
 /// A plain file for the one-`fdatasync`-per-commit baseline: 64 MiB written through once, so
 /// later writes overwrite allocated blocks (as a circular log does in its steady state).
@@ -48,17 +48,26 @@ impl FsyncBaseline {
 
     /// Commits until `until`; returns commits and wall time.
     pub fn run(&mut self, until: Until) -> (u64, Duration) {
+        let (commits, elapsed, _) = self.run_timed(until);
+        (commits, elapsed)
+    }
+
+    /// Commits until `until`, each one timed; returns commits, wall time and every latency.
+    pub fn run_timed(&mut self, until: Until) -> (u64, Duration, Latencies) {
         let started = Instant::now();
         let mut commits = 0;
+        let mut latencies = Latencies::default();
         loop {
             let stop = match until {
                 Until::Operations(total) => commits >= total,
                 Until::Elapsed(duration) => started.elapsed() >= duration,
             };
             if stop {
-                return (commits, started.elapsed());
+                return (commits, started.elapsed(), latencies);
             }
+            let commit_started = Instant::now();
             self.commit();
+            latencies.record(commit_started.elapsed());
             commits += 1;
         }
     }

@@ -1,8 +1,9 @@
 //! The workloads: inserts in durable transactions, durable single commits, point gets and range
-//! scans from several threads (`run_threads`), a full ordered scan, and mtrdb's split counters.
+//! scans from several threads (`run_threads`), a full ordered scan, per-operation latencies,
+//! and mtrdb's split counters.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Barrier;
+use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use mtrdb::Db;
@@ -127,13 +128,49 @@ where
 /// Keys for single-key commits: distinct across calls within a process.
 static NEXT_COMMIT_KEY: AtomicU64 = AtomicU64::new(1 << 40);
 
-/// Durable single-key commits (a random 16-byte key, a 100-byte value each) from `threads`
-/// threads. Returns commits and wall time.
+/// One durable single-key commit: a random 16-byte key, a 100-byte value.
+fn commit_one(session: &mut dyn Session) {
+    let index = NEXT_COMMIT_KEY.fetch_add(1, Ordering::Relaxed);
+    session.insert_durable(&random_key(index), &value(index));
+}
+
+/// Durable single-key commits from `threads` threads. Returns commits and wall time.
 pub fn durable_commits(store: &dyn Store, threads: usize, until: Until) -> (u64, Duration) {
-    run_threads(store, threads, until, |session, _, _| {
-        let index = NEXT_COMMIT_KEY.fetch_add(1, Ordering::Relaxed);
-        session.insert_durable(&random_key(index), &value(index));
-    })
+    run_threads(store, threads, until, |session, _, _| commit_one(session))
+}
+
+/// Durable single-key commits from one thread, each one timed. Returns commits, wall time and
+/// the latency of every commit.
+pub fn durable_commits_timed(store: &dyn Store, until: Until) -> (u64, Duration, Latencies) {
+    // One thread: the lock is never contended (tens of nanoseconds against a sync's tens of
+    // microseconds at least).
+    let latencies = Mutex::new(Latencies::default());
+    let (commits, elapsed) = run_threads(store, 1, until, |session, _, _| {
+        let started = Instant::now();
+        commit_one(session);
+        latencies.lock().expect("latencies lock").record(started.elapsed());
+    });
+    (commits, elapsed, latencies.into_inner().expect("latencies lock"))
+}
+
+/// The latencies of the operations of a run.
+#[derive(Clone, Debug, Default)]
+pub struct Latencies {
+    samples: Vec<Duration>,
+}
+
+impl Latencies {
+    /// Adds one operation's latency.
+    pub fn record(&mut self, latency: Duration) {
+        self.samples.push(latency);
+    }
+
+    /// The median (nearest rank: the `ceil(n / 2)`-th smallest), `None` if none was recorded.
+    pub fn p50(&self) -> Option<Duration> {
+        let mut samples = self.samples.clone();
+        let rank = samples.len().div_ceil(2).checked_sub(1)?;
+        Some(*samples.select_nth_unstable(rank).1)
+    }
 }
 
 /// Random point gets of keys `0 .. key_count` (random order) from `threads` threads; every key
