@@ -5,7 +5,12 @@
 //! cargo run --release --example bench_table                 # full: 3 runs, 1M-key workloads
 //!                                                           # (about 11 minutes here)
 //! cargo run --release --example bench_table -- --quick      # quick: 1 run, small sizes
-//! options: --runs N   --random-runs N (of the 1M random inserts, the longest: default = runs)
+//! cargo run --release --example bench_table -- --keys 4000000 --stores mtrdb,canopydb
+//!                                                           # 4M-key workloads, two stores
+//! options: --runs N   --random-runs N (of the random inserts, the longest: default = runs)
+//!          --keys N (keys of the random inserts, the sequential inserts and both bulk loads,
+//!                    so also of the store the reads run on; default 1M, quick 100k and 200k;
+//!                    the recovery workload keeps its own size)
 //!          --stores mtrdb,redb,...   --dir PATH (default target/bench-table)
 //!          --raw (also every figure of every child, e.g. split counts, checkpoints, pages written)
 //! ```
@@ -121,6 +126,7 @@ fn parent(args: &[String]) -> ExitCode {
     let mut root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-table"));
     let mut runs_override = None;
     let mut random_runs_override = None;
+    let mut keys_override = None;
     let mut raw = false;
     let mut index = 0;
     while index < args.len() {
@@ -138,6 +144,11 @@ fn parent(args: &[String]) -> ExitCode {
             }
             ("--runs", Some(value)) => runs_override = Some(value.parse().expect("--runs N")),
             ("--random-runs", Some(value)) => random_runs_override = Some(value.parse().expect("--random-runs N")),
+            ("--keys", Some(value)) => {
+                let keys: u64 = value.parse().expect("--keys N");
+                assert!(keys > 0, "--keys N needs at least one key");
+                keys_override = Some(keys);
+            }
             ("--stores", Some(value)) => {
                 stores = value
                     .split(',')
@@ -158,6 +169,11 @@ fn parent(args: &[String]) -> ExitCode {
     }
     if let Some(random_runs) = random_runs_override {
         sizes.random_runs = random_runs;
+    }
+    if let Some(keys) = keys_override {
+        sizes.random_keys = keys;
+        sizes.sequential_keys = keys;
+        sizes.bulk_keys = keys;
     }
     sizes.runs = sizes.runs.max(1);
     sizes.random_runs = sizes.random_runs.clamp(1, sizes.runs);
@@ -306,8 +322,10 @@ fn rows(sizes: &Sizes) -> Vec<Row> {
     let keys = |n: u64| {
         if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
             format!("{}M", n / 1_000_000)
-        } else {
+        } else if n >= 1_000 && n.is_multiple_of(1_000) {
             format!("{}k", n / 1_000)
+        } else {
+            format_value(n as f64, Format::Count)
         }
     };
     let row = |label: String, workload, figure, format| Row {
