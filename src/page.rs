@@ -441,7 +441,7 @@ impl<'a> Node<'a> {
         let (mut low, mut high) = (0, self.len());
         while low < high {
             let mid = low + (high - low) / 2;
-            match self.key(mid).cmp(key) {
+            match compare_keys(self.key(mid), key) {
                 std::cmp::Ordering::Less => low = mid + 1,
                 std::cmp::Ordering::Greater => high = mid,
                 std::cmp::Ordering::Equal => return Ok(mid),
@@ -497,6 +497,24 @@ impl<'a> Node<'a> {
     pub fn free_bytes(&self) -> usize {
         self.bytes.len() - self.used_bytes()
     }
+}
+
+/// Byte-wise lexicographic order of keys, as `<[u8]>::cmp`, but comparing the first 8 bytes as
+/// one integer first: most comparisons in a binary search are decided there, without a call to
+/// `memcmp` (which the profile of point gets showed at 13% of their time).
+#[inline]
+#[must_use]
+pub fn compare_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    if let (Some(a_head), Some(b_head)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        // Big-endian, so that integer order is byte order (not an on-disk encoding).
+        #[allow(clippy::big_endian_bytes)]
+        let (a_word, b_word) = (u64::from_be_bytes(*a_head), u64::from_be_bytes(*b_head));
+        if a_word != b_word {
+            return a_word.cmp(&b_word);
+        }
+        return a[8..].cmp(&b[8..]);
+    }
+    a.cmp(b)
 }
 
 /// Checks a page's structure (not its checksum). Cheap enough to run on every page read from
@@ -763,6 +781,23 @@ mod tests {
         let mut out = Vec::new();
         encode_leaf_cell(&mut out, key, LeafValue::Inline(value));
         out
+    }
+
+    proptest::proptest! {
+        /// `compare_keys` is byte-wise lexicographic order, whatever the lengths and shared
+        /// prefixes (short alphabets make equal 8-byte heads and prefixes of each other common).
+        #[test]
+        fn compare_keys_is_byte_order(
+            a in proptest::collection::vec(0u8..3, 0..20),
+            b in proptest::collection::vec(0u8..3, 0..20),
+            high_bit in proptest::bool::ANY,
+        ) {
+            let flip = |key: &[u8]| -> Vec<u8> { key.iter().map(|&byte| if high_bit { byte | 0x80 } else { byte }).collect() };
+            let (a, b) = (flip(&a), flip(&b));
+            proptest::prop_assert_eq!(compare_keys(&a, &b), a.cmp(&b));
+            proptest::prop_assert_eq!(compare_keys(&b, &a), b.cmp(&a));
+            proptest::prop_assert_eq!(compare_keys(&a, &a), std::cmp::Ordering::Equal);
+        }
     }
 
     #[test]
