@@ -14,8 +14,12 @@ use crate::replay::ReplayJournal;
 pub const DEFAULT_PAGE_SIZE: usize = 4096;
 /// The default redo log capacity: 128 MiB (a batch's redo must fit in it).
 pub const DEFAULT_LOG_CAPACITY: u64 = 128 << 20;
-/// The default for [`Options::recovery_memory`]: 64 MiB of recovered page images.
-pub const DEFAULT_RECOVERY_MEMORY: u64 = 64 << 20;
+/// The default for [`Options::recovery_memory`]: 256 MiB of recovered page images, twice the
+/// default log: a full default log replayed into a tree of up to 256 MiB needs no partial
+/// write-back (with 64 MiB, a full log over a 100 MB tree took 2.29 s to open instead of 1.09 s:
+/// each partial write-back goes through the doublewrite file and two syncs, and later redo dirties
+/// the same pages again).
+pub const DEFAULT_RECOVERY_MEMORY: u64 = 256 << 20;
 /// Under [`Durability::Eventual`], buffered redo is synced at least this often, by a thread of
 /// its own.
 pub const EVENTUAL_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -90,7 +94,7 @@ impl Options {
         self
     }
 
-    /// The most memory recovery may hold in recovered page images (default 64 MiB, at least one
+    /// The most memory recovery may hold in recovered page images (default 256 MiB, at least one
     /// page). Past it, recovery writes the pages it has recovered so far back to the data file
     /// (through the doublewrite file) and goes on, so opening a database after a crash needs at
     /// most this much for pages, plus the pages one mtr touches (a few hundred at most) and the
