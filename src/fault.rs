@@ -395,6 +395,18 @@ impl StorageFile for FaultFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.mutate("set_len", PendingOp::SetLen(len))
     }
+
+    /// Modelled as a write of zeros within the file's length: like any write, not durable until
+    /// the next sync, and torn by a power loss before it.
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        let file_len = self.len()?;
+        let end = offset.saturating_add(len).min(file_len);
+        if end <= offset {
+            return Ok(());
+        }
+        let zeros = vec![0u8; usize::try_from(end - offset).map_err(io::Error::other)?];
+        self.mutate("punch_hole", PendingOp::Write { offset, data: zeros })
+    }
 }
 
 impl Storage for FaultStorage {

@@ -33,6 +33,14 @@ pub trait StorageFile: Send + Sync {
     }
     /// Grows or shrinks the file; new bytes read as zeros. Durable after `sync_data`.
     fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Gives back the disk space of the `len` bytes at `offset` (the file keeps its length):
+    /// afterwards they read as zeros, or, where the file system cannot free space, as before.
+    /// Callers use it only for bytes they will never read as data again. The default keeps the
+    /// space.
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
     /// The operating-system file behind this one, if there is one: the engine memory-maps it
     /// for reading. Fault-injecting implementations return `None` and are read through
     /// [`StorageFile::read_exact_at`].
@@ -176,6 +184,16 @@ impl StorageFile for OsFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.file.set_len(len)
+    }
+
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        use rustix::fs::{fallocate, FallocateFlags};
+        match fallocate(&self.file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len) {
+            Ok(()) => Ok(()),
+            // A file system that cannot punch holes keeps the space; the bytes stay as they were.
+            Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => Ok(()),
+            Err(errno) => Err(errno.into()),
+        }
     }
 
     fn os_file(&self) -> Option<&File> {

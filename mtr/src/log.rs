@@ -338,6 +338,28 @@ impl Log {
         }
     }
 
+    /// Gives the ring's disk space back to the file system when it holds no live redo (the last
+    /// checkpoint is at the end of the stream, and nothing is buffered): a closed database then
+    /// occupies no log space beyond its three blocks. Returns whether it did (`false`: live redo
+    /// remains, nothing changed). The ring then reads as zeros, which the scanner takes for the
+    /// end of the log; the next lap's writes allocate the space again.
+    pub fn release_ring_space(&self) -> Result<bool> {
+        let _one_at_a_time = self.checkpoint_lock.lock();
+        // Held throughout, so no flush writes to the ring meanwhile.
+        let state = self.state.lock();
+        if let Some(cause) = &state.poisoned {
+            return Err(Error::Poisoned { cause: cause.clone() });
+        }
+        if state.checkpoint.lsn != state.end_lsn || state.flush_in_progress || !state.buffer.is_empty() {
+            return Ok(false);
+        }
+        self.file
+            .file
+            .punch_hole(crate::layout::RING_OFFSET, self.file.capacity)
+            .map_err(io("giving back the ring's space"))?;
+        Ok(true)
+    }
+
     /// Where the next mtr starts.
     #[must_use]
     pub fn end_lsn(&self) -> Lsn {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::checkpoint::{self, DoublewriteTag};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 use super::{Db, Inner, DATA_FILE, DOUBLEWRITE_FILE, EVENTUAL_FLUSH_INTERVAL};
 
@@ -37,7 +37,8 @@ impl Db {
         for handle in [self.background.take(), self.log_flusher.take()].into_iter().flatten() {
             let _ = handle.join();
         }
-        self.inner.checkpoint()
+        self.inner.checkpoint()?;
+        self.inner.release_space()
     }
 }
 
@@ -77,6 +78,28 @@ impl Inner {
         self.counters.pages_written.fetch_add(written.pages, Ordering::Relaxed);
         self.counters.pages_doublewritten.fetch_add(written.doublewritten, Ordering::Relaxed);
         tracing::info!(lsn = lsn.0, pages = written.pages, doublewrite_batches = written.batches, "checkpoint written");
+        Ok(())
+    }
+
+    /// After the final checkpoint of a clean close: nothing in the log's ring or the doublewrite
+    /// file is needed any more (the next open finds no redo after the checkpoint, and a
+    /// doublewrite batch is used only to repair a checkpoint that was cut short), so their disk
+    /// space goes back to the file system. A closed database then occupies its data file and a
+    /// few blocks, not a preallocated log.
+    fn release_space(&self) -> Result<()> {
+        if self.log.release_ring_space().map_err(|e| self.fail(e.into()))? {
+            let name = self.storage.describe(DOUBLEWRITE_FILE);
+            let len = self.doublewrite.len().map_err(|source| Error::Io {
+                action: "reading the doublewrite file's length",
+                path: name.clone(),
+                source,
+            })?;
+            self.doublewrite.punch_hole(0, len).map_err(|source| Error::Io {
+                action: "giving back the doublewrite file's space",
+                path: name,
+                source,
+            })?;
+        }
         Ok(())
     }
 
