@@ -13,7 +13,12 @@
 //! page created by a split, an overflow page, a freed page) does not need its old bytes, so redo
 //! alone rebuilds it from the checkpoint recovery starts at; it is written in place only (as
 //! PostgreSQL needs no full-page image for a page its WAL initialises). This halves the page
-//! writes of a tree grown since the last checkpoint.
+//! writes of a tree grown since the last checkpoint. With fuzzy checkpoints one more condition
+//! holds it: none of the page's *older* redo may lie after that checkpoint. A checkpoint can
+//! stay behind a page that an earlier write-back cleaned (other pages are older), and replaying
+//! that page's redo from before its format record would need the bytes a tear destroyed; such a
+//! page goes through the doublewrite file until a checkpoint passes the write-back that cleaned
+//! it ([`crate::pager::Pager::oldest_dirty_images`]).
 //!
 //! # Doublewrite file format
 //! One header block of `page_size` bytes, then the batch's page images, image `i` at byte
@@ -37,11 +42,21 @@
 //! therefore never replace a page.
 //!
 //! # Order of a checkpoint ([`crate::db`] drives it)
-//! 1. Between batches, take the dirty page images (shared, no copy) and the log's end LSN `L`.
+//! Checkpoints are fuzzy, as InnoDB's: the pager keeps a flush list of the dirty pages by their
+//! oldest change (where the redo of the batch that made each dirty starts), and a checkpoint
+//! writes back only the pages whose oldest change is older than a target, so a page changed
+//! often stays in memory while the log has room and each page write carries many changes.
+//! 1. Between batches, take the chosen dirty page images (shared, no copy) and the log's end
+//!    LSN `L`.
 //! 2. Flush the redo log up to `L` (write-ahead: every image's LSN is at most `L`).
 //! 3. Write the images through the doublewrite file (this module).
-//! 4. Mark the pages clean unless a batch changed them meanwhile.
-//! 5. Write the checkpoint `L` to the log (synced): redo before `L` is no longer needed.
+//! 4. Between batches again: mark the pages clean unless a batch changed them meanwhile (those
+//!    stay dirty with oldest change `L`), and take the oldest change of any dirty page, or the
+//!    log's end if none is dirty: every change before it is in the data file.
+//! 5. Write the checkpoint there (synced): redo before it is no longer needed.
+//!
+//! A checkpoint therefore always lies on a batch boundary, never inside a batch, and never
+//! after a change that is only in memory.
 //!
 //! This module owns the write-back I/O and the doublewrite format; it must not decide when to
 //! checkpoint or touch the redo log.

@@ -13,6 +13,13 @@
 //! (so they hold only committed changes) and flushes the redo log past their LSNs before writing
 //! any of them. The mapping is read-only, so nothing else can put a page into the file.
 //!
+//! # The flush list
+//! Every dirty page has an oldest LSN: where the redo of the batch that made it dirty starts
+//! (the batch writer sets it before its first change). The flush list orders dirty pages by it;
+//! fuzzy checkpoints write back the oldest ones and checkpoint at the oldest that stays dirty
+//! ([`Pager::oldest_dirty_lsn`]). A page a write-back finds changed since its image was taken
+//! stays dirty with the image's LSN as its oldest.
+//!
 //! # Snapshots
 //! Iterators read at a snapshot version (the number of batches committed when they started). When
 //! a batch first changes a page while a snapshot is open, the pager keeps the page's previous image
@@ -29,6 +36,7 @@
 //! interpret node contents beyond validation, and must not change page bytes except by handing a
 //! mutable page to the caller that applies a redo record.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -98,6 +106,18 @@ pub(crate) struct Pager {
     dirty: HashMap<PageId, Arc<[u8]>>,
     /// Dirty pages whose first change since they were last clean was a format record.
     rebuilt: HashSet<PageId>,
+    /// The flush list: every dirty page under its oldest LSN (see [`Pager::oldest_dirty_lsn`]),
+    /// in that order, and the same by page.
+    flush_list: BTreeSet<(u64, PageId)>,
+    oldest: HashMap<PageId, u64>,
+    /// The oldest LSN a page that becomes dirty now is given: where the current batch's redo
+    /// starts.
+    dirtying_lsn: u64,
+    /// Pages a write-back made clean, with the LSN its images were taken at (all of the page's
+    /// redo so far is before it), while that is after the last checkpoint known here: redo of
+    /// theirs may still be replayed, so their next format record does not make them
+    /// [`DirtyImage::rebuilt`] until a checkpoint passes it.
+    cleaned_at: HashMap<PageId, u64>,
     history: HashMap<PageId, SnapshotImages>,
 }
 
@@ -117,6 +137,10 @@ impl Pager {
             unmapped_cache: Mutex::new(HashMap::default()),
             dirty: HashMap::default(),
             rebuilt: HashSet::default(),
+            flush_list: BTreeSet::new(),
+            oldest: HashMap::default(),
+            dirtying_lsn: 0,
+            cleaned_at: HashMap::default(),
             history: HashMap::default(),
         };
         pager.remap()?;
@@ -256,6 +280,7 @@ impl Pager {
                 Err(error) => return Err(error),
             };
             self.dirty.insert(page_id, image);
+            self.enlist(page_id, self.dirtying_lsn);
             // The meta page is never exempt from the doublewrite file: it names the page size,
             // which recovery needs before redo can rebuild anything.
             if fresh && exempt && page_id != page::META_PAGE_ID {
@@ -285,6 +310,7 @@ impl Pager {
         if let Ok(bytes) = self.read_clean(page_id) {
             let image: Arc<[u8]> = Arc::from(&*bytes);
             self.dirty.insert(page_id, image);
+            self.enlist(page_id, self.dirtying_lsn);
             self.rebuilt.remove(&page_id);
         }
     }
@@ -296,6 +322,7 @@ impl Pager {
                 Some(image) => self.dirty.insert(page_id, image),
                 None => {
                     self.rebuilt.remove(&page_id);
+                    self.delist(page_id);
                     self.dirty.remove(&page_id)
                 }
             };
@@ -317,17 +344,68 @@ impl Pager {
     /// Every dirty page, by id, sharing the images (a checkpoint's copy costs nothing until a
     /// writer changes a page again).
     pub(crate) fn dirty_images(&self) -> Vec<DirtyImage> {
-        let mut images: Vec<_> = self
-            .dirty
-            .iter()
-            .map(|(id, image)| DirtyImage {
-                page_id: *id,
-                image: Arc::clone(image),
-                rebuilt: self.rebuilt.contains(id),
+        self.images_of(self.dirty.keys().copied(), mtr::Lsn::ZERO)
+    }
+
+    /// The dirty pages whose oldest LSN is before `before`, oldest first, at most `max_pages` of
+    /// them; by id, sharing the images as [`Pager::dirty_images`] does. `checkpoint`: the last
+    /// completed checkpoint, where recovery starts if this write-back tears a page.
+    pub(crate) fn oldest_dirty_images(
+        &self,
+        before: mtr::Lsn,
+        max_pages: usize,
+        checkpoint: mtr::Lsn,
+    ) -> Vec<DirtyImage> {
+        let ids = self.flush_list.iter().take_while(|(oldest, _)| *oldest < before.0).take(max_pages);
+        self.images_of(ids.map(|&(_, page_id)| page_id), checkpoint)
+    }
+
+    /// A page is written without a doublewrite copy only if redo from `checkpoint` rebuilds it:
+    /// its redo since it became dirty starts with a format record, and none of its older redo
+    /// lies after `checkpoint` (a fuzzy checkpoint can stay behind a page's earlier write-back;
+    /// replaying that older redo would need the page's bytes).
+    fn images_of(&self, ids: impl Iterator<Item = PageId>, checkpoint: mtr::Lsn) -> Vec<DirtyImage> {
+        let mut images: Vec<_> = ids
+            .filter_map(|id| {
+                let image = self.dirty.get(&id)?;
+                let rebuilt = self.rebuilt.contains(&id)
+                    && self.cleaned_at.get(&id).is_none_or(|&cleaned| cleaned <= checkpoint.0);
+                Some(DirtyImage { page_id: id, image: Arc::clone(image), rebuilt })
             })
             .collect();
         images.sort_unstable_by_key(|dirty| dirty.page_id);
         images
+    }
+
+    /// Sets where the redo of the batch about to change pages starts: a page it makes dirty is
+    /// given this as its oldest LSN. Call it before the batch's first change, with the log's
+    /// end (the writer lock held, so no other mtr comes first).
+    pub(crate) fn set_dirtying_lsn(&mut self, lsn: mtr::Lsn) {
+        self.dirtying_lsn = lsn.0;
+    }
+
+    /// The oldest LSN of any dirty page: every change logged before it is in the data file (no
+    /// dirty page holds one that is not), so a checkpoint may be written there. A page's oldest
+    /// LSN is where the redo of the batch that made it dirty starts, always a batch boundary, so
+    /// recovery from it never starts inside a batch. `None` if no page is dirty.
+    ///
+    /// Invariant: no dirty page's oldest LSN is before the last checkpoint (a page dirty when a
+    /// checkpoint is computed bounds it; one made dirty later gets a later LSN).
+    pub(crate) fn oldest_dirty_lsn(&self) -> Option<mtr::Lsn> {
+        self.flush_list.first().map(|&(oldest, _)| mtr::Lsn(oldest))
+    }
+
+    fn enlist(&mut self, page_id: PageId, oldest: u64) {
+        if let Some(previous) = self.oldest.insert(page_id, oldest) {
+            self.flush_list.remove(&(previous, page_id));
+        }
+        self.flush_list.insert((oldest, page_id));
+    }
+
+    fn delist(&mut self, page_id: PageId) {
+        if let Some(previous) = self.oldest.remove(&page_id) {
+            self.flush_list.remove(&(previous, page_id));
+        }
     }
 
     pub(crate) fn dirty_count(&self) -> usize {
@@ -335,18 +413,32 @@ impl Pager {
     }
 
     /// After a checkpoint wrote `written`: pages not changed since are clean again (readers now
-    /// find them in the file), and every written page is validated afresh on its next read.
-    pub(crate) fn mark_written(&mut self, written: &[DirtyImage]) -> Result<()> {
+    /// find them in the file), and every written page is validated afresh on its next read. The
+    /// images were taken between batches when the log ended at `taken_at`: a page changed since
+    /// holds on disk everything before it, so its oldest LSN becomes `taken_at`.
+    pub(crate) fn mark_written(&mut self, written: &[DirtyImage], taken_at: mtr::Lsn) -> Result<()> {
         self.remap()?;
         for dirty in written {
-            if self.dirty.get(&dirty.page_id).is_some_and(|current| Arc::ptr_eq(current, &dirty.image)) {
-                self.dirty.remove(&dirty.page_id);
+            match self.dirty.get(&dirty.page_id) {
+                Some(current) if Arc::ptr_eq(current, &dirty.image) => {
+                    self.dirty.remove(&dirty.page_id);
+                    self.delist(dirty.page_id);
+                    self.cleaned_at.insert(dirty.page_id, taken_at.0);
+                }
+                Some(_) => self.enlist(dirty.page_id, taken_at.0),
+                None => {}
             }
             // Clean now, or changed since the image was taken: either way its redo from the
             // checkpoint being written does not start with a format record.
             self.rebuilt.remove(&dirty.page_id);
         }
         Ok(())
+    }
+
+    /// Forgets when pages were cleaned, for those cleaned at or before `checkpoint` (none of
+    /// their earlier redo is replayed any more).
+    pub(crate) fn forget_cleaned_up_to(&mut self, checkpoint: mtr::Lsn) {
+        self.cleaned_at.retain(|_, cleaned| *cleaned > checkpoint.0);
     }
 
     /// Drops snapshot images no open snapshot (the oldest being `oldest_open`) needs.

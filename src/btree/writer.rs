@@ -24,6 +24,8 @@ impl<'a> BatchWriter<'a> {
         journal: Option<ReplayJournal>,
     ) -> Result<BatchWriter<'a>> {
         mtr.clear();
+        // The caller holds the writer lock: this batch's redo starts at the log's end.
+        pager.set_dirtying_lsn(log.end_lsn());
         let meta = read_meta(&Latest(pager))?;
         let page_size = pager.page_size();
         Ok(BatchWriter {

@@ -1,5 +1,6 @@
 //! Checkpoints, and the threads that run beside writers: the checkpoint thread (once the log is
-//! half full), the log flusher under [`Durability::Eventual`], and stopping both on close.
+//! 3/4 full, fuzzy write-backs of the oldest dirty pages), the log flusher under
+//! [`Durability::Eventual`], and stopping both on close.
 //!
 //! This module owns when and how a checkpoint is taken (one at a time, between batches, the
 //! redo flushed first); it must not write pages itself (that is [`crate::checkpoint`]) nor apply
@@ -11,10 +12,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mtr::Lsn;
+
 use crate::checkpoint::{self, DoublewriteTag};
 use crate::error::{Error, Result};
 
 use super::{Db, Inner, DATA_FILE, DOUBLEWRITE_FILE, EVENTUAL_FLUSH_INTERVAL};
+
+/// Pages the checkpoint thread writes back per checkpoint it writes (16 MiB of 4 KiB pages).
+const ROUND_PAGES: usize = 4096;
 
 #[derive(Default)]
 pub(super) struct Background {
@@ -43,42 +49,79 @@ impl Db {
 }
 
 impl Inner {
+    /// Writes every dirty page back and a checkpoint at the end of the log (at the oldest
+    /// change made meanwhile, if writers went on).
     pub(super) fn checkpoint(&self) -> Result<()> {
+        self.write_back(Lsn(u64::MAX), usize::MAX)
+    }
+
+    /// A fuzzy checkpoint (InnoDB's flush list): writes back the dirty pages whose oldest change
+    /// is before `before`, oldest first and at most `max_pages` of them, then writes a checkpoint
+    /// at the oldest change still held only in memory. Pages changed often stay dirty while the
+    /// log has room, so each page write carries many changes.
+    pub(super) fn write_back(&self, before: Lsn, max_pages: usize) -> Result<()> {
         let _one_at_a_time = self.checkpoint_lock.lock();
         self.check_writable()?;
         let _span = tracing::info_span!("checkpoint").entered();
         // Between batches (a batch holds the write lock from its first mtr to its commit), so
-        // the images hold only committed changes and `lsn` covers all of them.
-        let (images, lsn) = {
+        // the images hold only committed changes, and none is newer than `taken_at`.
+        // Checkpoints are serialised, so the last completed one cannot change under this one: it
+        // is where recovery starts if this write-back is cut short.
+        let base = self.log.last_checkpoint();
+        let (images, taken_at) = {
             let tree = self.tree.read();
-            (tree.pager.dirty_images(), self.log.end_lsn())
+            (tree.pager.oldest_dirty_images(before, max_pages, base.lsn), self.log.end_lsn())
         };
-        // Checkpoints are serialised, so the last completed one cannot change under this one.
-        let tag =
-            DoublewriteTag { log_id: self.log.file().log_id(), base_checkpoint: self.log.last_checkpoint().number };
-        if images.is_empty() && lsn == self.log.last_checkpoint().lsn {
+        let tag = DoublewriteTag { log_id: self.log.file().log_id(), base_checkpoint: base.number };
+        if !images.is_empty() {
+            // Write-ahead: every image's LSN is at most `taken_at`.
+            self.log.flush_up_to(taken_at).map_err(|e| self.fail(e.into()))?;
+            let data_name = self.storage.describe(DATA_FILE);
+            let data = { Arc::clone(self.tree.read().pager.data_file()) };
+            let written = checkpoint::write_pages(
+                &data,
+                &data_name,
+                &self.doublewrite,
+                &self.storage.describe(DOUBLEWRITE_FILE),
+                self.page_size,
+                &images,
+                tag,
+            )
+            .map_err(|e| self.fail(e))?;
+            self.counters.pages_written.fetch_add(written.pages, Ordering::Relaxed);
+            self.counters.pages_doublewritten.fetch_add(written.doublewritten, Ordering::Relaxed);
+            tracing::info!(pages = written.pages, doublewrite_batches = written.batches, "pages written back");
+        }
+        // Under the write lock, between batches: the log's end is a batch boundary, and every
+        // page changed since `taken_at` is dirty with an oldest LSN at or after it.
+        let (lsn, partial) = {
+            let mut tree = self.tree.write();
+            if !images.is_empty() {
+                tree.pager.mark_written(&images, taken_at).map_err(|e| self.fail(e))?;
+            }
+            tree.pager.forget_cleaned_up_to(base.lsn);
+            match tree.pager.oldest_dirty_lsn() {
+                Some(oldest) => (oldest, true),
+                None => (self.log.end_lsn(), false),
+            }
+        };
+        if lsn == base.lsn {
             return Ok(());
         }
         self.log.flush_up_to(lsn).map_err(|e| self.fail(e.into()))?;
-        let data_name = self.storage.describe(DATA_FILE);
-        let data = { Arc::clone(self.tree.read().pager.data_file()) };
-        let written = checkpoint::write_pages(
-            &data,
-            &data_name,
-            &self.doublewrite,
-            &self.storage.describe(DOUBLEWRITE_FILE),
-            self.page_size,
-            &images,
-            tag,
-        )
-        .map_err(|e| self.fail(e))?;
-        self.tree.write().pager.mark_written(&images).map_err(|e| self.fail(e))?;
         self.log.checkpoint(lsn).map_err(|e| self.fail(e.into()))?;
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-        self.counters.pages_written.fetch_add(written.pages, Ordering::Relaxed);
-        self.counters.pages_doublewritten.fetch_add(written.doublewritten, Ordering::Relaxed);
-        tracing::info!(lsn = lsn.0, pages = written.pages, doublewrite_batches = written.batches, "checkpoint written");
+        if partial {
+            self.counters.partial_checkpoints.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::info!(lsn = lsn.0, partial, "checkpoint written");
         Ok(())
+    }
+
+    /// Live redo above which the checkpoint thread writes pages back: 3/4 of the ring.
+    pub(super) fn flush_wanted(&self) -> bool {
+        let capacity = self.log.file().capacity();
+        capacity - self.log.free_bytes() > capacity / 4 * 3
     }
 
     /// After the final checkpoint of a clean close: nothing in the log's ring or the doublewrite
@@ -124,8 +167,14 @@ impl Inner {
             if self.failure.lock().is_some() {
                 continue;
             }
-            if self.log.free_bytes() < self.log.file().capacity() / 2 {
-                let _ = self.checkpoint();
+            // Down to 5/8 of the ring, a round at a time: the pages whose oldest change is
+            // oldest go first, and the log keeps between 5/8 and 3/4 of a ring of redo.
+            let capacity = self.log.file().capacity();
+            while self.flush_wanted() && self.failure.lock().is_none() {
+                let target = self.log.end_lsn().0.saturating_sub(capacity / 8 * 5);
+                if self.write_back(Lsn(target), ROUND_PAGES).is_err() {
+                    break;
+                }
             }
         }
     }

@@ -155,7 +155,7 @@ impl Inner {
                 }
             }
         }
-        if self.log.free_bytes() < self.log.file().capacity() / 2 {
+        if self.flush_wanted() {
             self.request_checkpoint();
         }
         Ok(removed)
@@ -218,7 +218,10 @@ impl Inner {
             if self.log.free_bytes() >= wanted {
                 break;
             }
-            self.checkpoint()?;
+            // Only as many pages as it takes: those whose oldest change is in the part of the
+            // ring this batch needs.
+            let needed = self.log.end_lsn().0.saturating_add(wanted).saturating_sub(capacity);
+            self.write_back(Lsn(needed.saturating_add(1)), usize::MAX)?;
         }
         Ok(())
     }

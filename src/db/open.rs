@@ -299,7 +299,8 @@ fn write_back_all(
         &images,
         tag,
     )?;
-    pager.mark_written(&images)
+    // Nothing else changes pages while a database opens: every page written is clean now.
+    pager.mark_written(&images, Lsn::ZERO)
 }
 
 fn refuse_foreign_directory(dir: &Path) -> Result<()> {

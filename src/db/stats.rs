@@ -35,6 +35,9 @@ pub struct Stats {
     pub overflow_pages_freed: u64,
     /// Checkpoints completed.
     pub checkpoints: u64,
+    /// Of those, checkpoints written while pages stayed dirty (fuzzy: at the oldest change still
+    /// held only in memory, not at the log's end).
+    pub partial_checkpoints: u64,
     /// Pages written back to the data file.
     pub pages_written: u64,
     /// Of those, pages first written to the doublewrite file (the others redo alone can rebuild).
@@ -60,6 +63,7 @@ pub(super) struct Counters {
     overflow_pages_written: AtomicU64,
     overflow_pages_freed: AtomicU64,
     pub(super) checkpoints: AtomicU64,
+    pub(super) partial_checkpoints: AtomicU64,
     pub(super) pages_written: AtomicU64,
     pub(super) pages_doublewritten: AtomicU64,
 }
@@ -105,6 +109,7 @@ impl Db {
             overflow_pages_written: load(&c.overflow_pages_written),
             overflow_pages_freed: load(&c.overflow_pages_freed),
             checkpoints: load(&c.checkpoints),
+            partial_checkpoints: load(&c.partial_checkpoints),
             pages_written: load(&c.pages_written),
             pages_doublewritten: load(&c.pages_doublewritten),
             dirty_pages,
