@@ -172,6 +172,30 @@ impl Pager {
         Ok(())
     }
 
+    /// After pages were written: maps the file's new length if it grew, and forgets that the
+    /// written pages were verified (the others keep their verification: a fuzzy write-back
+    /// writes a few thousand pages of a large file, and re-verifying every page after each one
+    /// would cost a checksum per page read).
+    fn refresh_after_write(&mut self, written: &[DirtyImage]) -> Result<()> {
+        let len = self.data.len().map_err(io_error("reading the data file's length", &self.data_name))?;
+        if len / self.page_size as u64 != self.file_pages {
+            let verified = std::mem::take(&mut self.verified);
+            self.remap()?;
+            for (new, old) in self.verified.iter().zip(verified) {
+                new.store(old.into_inner(), Ordering::Relaxed);
+            }
+        }
+        let mut cache = self.unmapped_cache.lock();
+        for dirty in written {
+            let (word, bit) = (dirty.page_id as usize / 64, 1u64 << (dirty.page_id % 64));
+            if let Some(w) = self.verified.get(word) {
+                w.fetch_and(!bit, Ordering::AcqRel);
+            }
+            cache.remove(&dirty.page_id);
+        }
+        Ok(())
+    }
+
     /// The newest image of a page.
     pub(crate) fn read(&self, page_id: PageId) -> Result<PageRef<'_>> {
         if let Some(image) = self.dirty.get(&page_id) {
@@ -417,7 +441,7 @@ impl Pager {
     /// images were taken between batches when the log ended at `taken_at`: a page changed since
     /// holds on disk everything before it, so its oldest LSN becomes `taken_at`.
     pub(crate) fn mark_written(&mut self, written: &[DirtyImage], taken_at: mtr::Lsn) -> Result<()> {
-        self.remap()?;
+        self.refresh_after_write(written)?;
         for dirty in written {
             match self.dirty.get(&dirty.page_id) {
                 Some(current) if Arc::ptr_eq(current, &dirty.image) => {
