@@ -5,8 +5,12 @@
 //!   or, on storage that cannot be mapped (the fault-injecting test storage), through positioned
 //!   reads into a cache. Before its first use it is checksummed and validated.
 //! - A **dirty** page is a private copy (`Arc<[u8]>`) in the dirty table; readers find it there
-//!   first. Copies are shared, copy-on-write: a checkpoint writing a page, a batch's undo image and
-//!   a reader's snapshot may all hold the same image without copying it.
+//!   first. Copies are shared, copy-on-write: a checkpoint writing a page and a reader's snapshot
+//!   may hold the same image without copying it.
+//! - A batch's **undo** (what its first change to each page replaced, put back if the batch is
+//!   abandoned) is the old image itself when that is shared anyway, and otherwise a copy of its
+//!   bytes in a recycled buffer while the batch changes the image in place: one page copy per
+//!   page per batch either way, but no allocation and free of a page each time.
 //!
 //! # Write-ahead and no-steal
 //! Pages are written back only by [`crate::checkpoint`], which takes its images between batches
@@ -89,8 +93,22 @@ pub(crate) struct SnapshotWindow {
 /// Images kept for snapshots: (last version the image was current for, image), ascending.
 type SnapshotImages = Vec<(u64, Arc<[u8]>)>;
 
-/// The page images a batch replaced, to put back if the batch is abandoned.
-pub(crate) type UndoImages = HashMap<PageId, Option<Arc<[u8]>>>;
+/// What a batch's first change to a page replaced, to put back if the batch is abandoned.
+enum Undo {
+    /// The page was clean: abandoning drops its dirty image.
+    Clean,
+    /// Its previous dirty image, still shared with a checkpoint or a snapshot: the batch
+    /// changes a copy (copy on write), and abandoning puts this one back.
+    Shared(Arc<[u8]>),
+    /// A copy of its previous dirty image, in a recycled buffer: the batch changes the image in
+    /// place (nobody else holds it), and abandoning copies these bytes back.
+    Copied(Box<[u8]>),
+}
+
+/// Undo buffers kept for the next batches: a batch of N first changes to dirty pages reuses
+/// them instead of allocating and freeing N pages. At most this many, so at most this many
+/// pages of memory (16 MiB of 4 KiB pages) stay allocated between batches.
+const UNDO_POOL_PAGES: usize = 4096;
 
 pub(crate) struct Pager {
     page_size: usize,
@@ -119,6 +137,10 @@ pub(crate) struct Pager {
     /// [`DirtyImage::rebuilt`] until a checkpoint passes it.
     cleaned_at: HashMap<PageId, u64>,
     history: HashMap<PageId, SnapshotImages>,
+    /// The open batch's undo: each page's state before the batch first changed it.
+    undo: HashMap<PageId, Undo>,
+    /// Recycled undo buffers (see [`UNDO_POOL_PAGES`]).
+    undo_pool: Vec<Box<[u8]>>,
 }
 
 fn io_error<'a>(action: &'static str, path: &'a str) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -141,6 +163,8 @@ impl Pager {
             oldest: HashMap::default(),
             dirtying_lsn: 0,
             cleaned_at: HashMap::default(),
+            undo: HashMap::default(),
+            undo_pool: Vec::new(),
             history: HashMap::default(),
         };
         pager.remap()?;
@@ -260,21 +284,22 @@ impl Pager {
         self.read_clean(page_id).ok()
     }
 
-    /// A mutable image of the page for a redo record to change. On the first change in the
-    /// current batch, `undo` keeps the page's previous image, and `history` (when snapshots are
-    /// open) keeps it for snapshot readers if one needs it (see the module doc). `fresh`: the record
-    /// rebuilds the page, so damaged or missing old bytes are fine. `exempt`: if the page becomes
-    /// dirty with this record, it may skip the doublewrite copy ([`DirtyImage::rebuilt`]); only
-    /// the forward path may say so (see [`crate::checkpoint`] for why recovery never does).
+    /// A mutable image of the page for a redo record to change. With `in_batch`, on the first
+    /// change in the open batch the page's previous state is kept as the batch's undo (see
+    /// [`Pager::abort_batch`]), and `history` (when snapshots are open) keeps its previous image
+    /// for snapshot readers if one needs it (see the module doc). `fresh`: the record rebuilds
+    /// the page, so damaged or missing old bytes are fine. `exempt`: if the page becomes dirty
+    /// with this record, it may skip the doublewrite copy ([`DirtyImage::rebuilt`]); only the
+    /// forward path may say so (see [`crate::checkpoint`] for why recovery never does).
     pub(crate) fn page_mut(
         &mut self,
         page_id: PageId,
         fresh: bool,
         exempt: bool,
-        undo: Option<&mut UndoImages>,
+        in_batch: bool,
         history: Option<SnapshotWindow>,
     ) -> Result<&mut [u8]> {
-        let first_in_batch = undo.as_ref().is_none_or(|undo| !undo.contains_key(&page_id));
+        let first_in_batch = !in_batch || !self.undo.contains_key(&page_id);
         if first_in_batch {
             // The current image serves the versions since the last kept one (or since ever);
             // it is needed only if an open snapshot lies among them.
@@ -293,8 +318,26 @@ impl Pager {
                     self.history.entry(page_id).or_default().push((window.version, previous));
                 }
             }
-            if let Some(undo) = undo {
-                undo.insert(page_id, self.dirty.get(&page_id).cloned());
+            if in_batch {
+                let undo = match self.dirty.get(&page_id) {
+                    None => Undo::Clean,
+                    // Shared already (a checkpoint or a snapshot holds it): the change below
+                    // copies on write anyway, so the old image itself is the undo.
+                    Some(image) if Arc::strong_count(image) > 1 || Arc::weak_count(image) > 0 => {
+                        Undo::Shared(Arc::clone(image))
+                    }
+                    // Held by nobody else: keep a copy in a recycled buffer and change the
+                    // image in place, rather than allocate a new image and free the old one.
+                    Some(image) => {
+                        let mut copy = match self.undo_pool.pop() {
+                            Some(buffer) if buffer.len() == image.len() => buffer,
+                            _ => vec![0u8; image.len()].into_boxed_slice(),
+                        };
+                        copy.copy_from_slice(image);
+                        Undo::Copied(copy)
+                    }
+                };
+                self.undo.insert(page_id, undo);
             }
         }
         if !self.dirty.contains_key(&page_id) {
@@ -339,17 +382,61 @@ impl Pager {
         }
     }
 
-    /// Puts back the images a batch replaced.
-    pub(crate) fn restore(&mut self, undo: UndoImages) {
-        for (page_id, image) in undo {
-            match image {
-                Some(image) => self.dirty.insert(page_id, image),
-                None => {
+    /// Starts a batch: its redo starts at `lsn` (the log's end; the caller holds the writer
+    /// lock, so no other mtr comes first), which a page it makes dirty is given as its oldest
+    /// LSN; its undo starts empty.
+    pub(crate) fn begin_batch(&mut self, lsn: mtr::Lsn) {
+        self.dirtying_lsn = lsn.0;
+        self.end_batch_undo();
+    }
+
+    /// The batch committed: its undo is dropped (buffers recycled).
+    pub(crate) fn commit_batch(&mut self) {
+        self.end_batch_undo();
+    }
+
+    /// Abandons the open batch: puts back every page's state from before its first change.
+    pub(crate) fn abort_batch(&mut self) {
+        let undo = std::mem::take(&mut self.undo);
+        for (page_id, previous) in undo {
+            match previous {
+                Undo::Clean => {
                     self.rebuilt.remove(&page_id);
                     self.delist(page_id);
-                    self.dirty.remove(&page_id)
+                    self.dirty.remove(&page_id);
                 }
-            };
+                Undo::Shared(image) => {
+                    self.dirty.insert(page_id, image);
+                }
+                Undo::Copied(bytes) => {
+                    match self.dirty.get_mut(&page_id).and_then(Arc::get_mut) {
+                        Some(image) => image.copy_from_slice(&bytes),
+                        None => {
+                            self.dirty.insert(page_id, Arc::from(&*bytes));
+                        }
+                    }
+                    self.recycle(bytes);
+                }
+            }
+        }
+    }
+
+    fn end_batch_undo(&mut self) {
+        let mut undo = std::mem::take(&mut self.undo);
+        for (_, previous) in undo.drain() {
+            if let Undo::Copied(bytes) = previous {
+                self.recycle(bytes);
+            }
+        }
+        // Keep the table's allocation for the next batch, unless one huge batch grew it.
+        if undo.capacity() <= 4 * UNDO_POOL_PAGES {
+            self.undo = undo;
+        }
+    }
+
+    fn recycle(&mut self, buffer: Box<[u8]>) {
+        if self.undo_pool.len() < UNDO_POOL_PAGES {
+            self.undo_pool.push(buffer);
         }
     }
 
@@ -399,13 +486,6 @@ impl Pager {
             .collect();
         images.sort_unstable_by_key(|dirty| dirty.page_id);
         images
-    }
-
-    /// Sets where the redo of the batch about to change pages starts: a page it makes dirty is
-    /// given this as its oldest LSN. Call it before the batch's first change, with the log's
-    /// end (the writer lock held, so no other mtr comes first).
-    pub(crate) fn set_dirtying_lsn(&mut self, lsn: mtr::Lsn) {
-        self.dirtying_lsn = lsn.0;
     }
 
     /// The oldest LSN of any dirty page: every change logged before it is in the data file (no

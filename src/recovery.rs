@@ -264,7 +264,7 @@ fn apply_mtr(
             continue;
         }
         // Never exempt from the doublewrite file (module doc).
-        let page = pager.page_mut(page_id, fresh, false, None, None)?;
+        let page = pager.page_mut(page_id, fresh, false, false, None)?;
         redo::apply(record.kind, page_id, record.payload, page).map_err(|e| Error::corrupt(page_id, e.to_string()))?;
         report.records_applied += 1;
     }

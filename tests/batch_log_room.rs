@@ -372,3 +372,36 @@ fn oversized_batches_fail_cleanly() {
     db.check().expect("check after recovery");
     assert!(contents(&db) == expected, "the contents after recovery");
 }
+
+/// An abandoned batch must put back pages that were already dirty when it first changed them
+/// (changed in place, with a copy of their bytes as its undo), not only pages it found clean:
+/// the leaves the oversized remove batch merges are first changed by a small batch, so they are
+/// dirty, not yet written back, when it starts.
+#[test]
+fn an_abandoned_batch_puts_back_pages_it_found_dirty() {
+    let storage = FaultStorage::new();
+    let db = build_tree(&storage);
+    let range = 100..1_300;
+    let mut touch = WriteBatch::new();
+    for i in range.clone().step_by(10) {
+        let mut value = tree_value(i);
+        value[0] = b'V';
+        touch.insert(tree_key(i), value);
+    }
+    db.write(touch).expect("the small batch");
+    let dirty_before = db.stats().dirty_pages;
+    let before = contents(&db);
+    match db.write(remove_batch(range)) {
+        Err(Error::BatchTooLarge { .. }) => {}
+        other => panic!("a remove batch whose merges' redo exceeds the log: {other:?}, not BatchTooLarge"),
+    }
+    println!("{dirty_before} pages dirty before the abandoned batch");
+    assert!(dirty_before >= 50, "the leaves were not dirty before the batch: {dirty_before}");
+    assert!(contents(&db) == before, "the abandoned batch changed the database");
+    db.check().expect("check after the abandoned batch");
+    let after = storage.power_loss(1);
+    storage.crash_at(storage.op_count());
+    drop(db);
+    let db = Db::open_storage(Arc::new(after), "sim".into(), options()).expect("reopen after a crash");
+    assert!(contents(&db) == before, "the contents after recovery");
+}

@@ -49,7 +49,7 @@ use mtr::{Log, MtrBuf};
 
 use crate::error::{Error, Result};
 use crate::page::{self, MetaState, Node, PageId, PageKind};
-use crate::pager::{PageRef, Pager, SnapshotWindow, UndoImages};
+use crate::pager::{PageRef, Pager, SnapshotWindow};
 use crate::replay::ReplayJournal;
 
 /// Body bytes after which a chain of overflow pages continues in a new mtr.
@@ -122,7 +122,6 @@ pub(crate) struct BatchWriter<'a> {
     mtr: &'a mut MtrBuf,
     /// Pages changed by the mtr under construction.
     touched: Vec<PageId>,
-    undo: UndoImages,
     history: Option<SnapshotWindow>,
     meta: MetaState,
     meta_dirty: bool,

@@ -9,7 +9,7 @@ use mtr::{Log, Lsn, MtrBuf};
 
 use crate::error::{Error, Result};
 use crate::page::{self, MetaState, PageId, PageKind};
-use crate::pager::{PageRef, Pager, SnapshotWindow, UndoImages};
+use crate::pager::{PageRef, Pager, SnapshotWindow};
 use crate::redo::{self, Change};
 use crate::replay::ReplayJournal;
 
@@ -25,7 +25,7 @@ impl<'a> BatchWriter<'a> {
     ) -> Result<BatchWriter<'a>> {
         mtr.clear();
         // The caller holds the writer lock: this batch's redo starts at the log's end.
-        pager.set_dirtying_lsn(log.end_lsn());
+        pager.begin_batch(log.end_lsn());
         let meta = read_meta(&Latest(pager))?;
         let page_size = pager.page_size();
         Ok(BatchWriter {
@@ -33,7 +33,6 @@ impl<'a> BatchWriter<'a> {
             log,
             mtr,
             touched: Vec::new(),
-            undo: UndoImages::default(),
             history,
             meta,
             meta_dirty: false,
@@ -56,7 +55,7 @@ impl<'a> BatchWriter<'a> {
         let kind = change.kind();
         let payload = self.mtr.push_with(kind, u64::from(page_id), |out| change.encode(out));
         let fresh = redo::is_format(kind);
-        let page = self.pager.page_mut(page_id, fresh, fresh, Some(&mut self.undo), self.history)?;
+        let page = self.pager.page_mut(page_id, fresh, fresh, true, self.history)?;
         redo::apply(kind, page_id, payload, page)
             .map_err(|e| Error::corrupt(page_id, format!("forward apply failed: {e}")))?;
         debug_assert!(page::validate(page_id, page).is_ok(), "apply left page {page_id} invalid");
@@ -113,17 +112,20 @@ impl<'a> BatchWriter<'a> {
     /// error the caller must [`BatchWriter::abort`].
     pub(crate) fn commit(&mut self) -> Result<Option<Lsn>> {
         if !self.meta_dirty && self.mtr.is_empty() {
+            self.pager.commit_batch();
             return Ok(None);
         }
-        self.append(redo::MTR_COMMIT).map(Some)
+        let end = self.append(redo::MTR_COMMIT)?;
+        self.pager.commit_batch();
+        Ok(Some(end))
     }
 
     /// Abandons the batch: puts back every page image it replaced and, if any of its mtrs reached
     /// the log, logs an abort so recovery discards them too. An error here means the log is
     /// unusable; the caller must refuse further writes.
     pub(crate) fn abort(self) -> Result<()> {
-        let BatchWriter { pager, log, mtr, undo, appended_any, .. } = self;
-        pager.restore(undo);
+        let BatchWriter { pager, log, mtr, appended_any, .. } = self;
+        pager.abort_batch();
         mtr.clear();
         if appended_any {
             mtr.push(redo::kind::BATCH_ABORT, u64::from(page::META_PAGE_ID), &[]);
@@ -172,7 +174,7 @@ impl<'a> BatchWriter<'a> {
         mtr.push(redo::kind::NODE_FORMAT, 1, &payload);
         for record in mtr.records() {
             let page_id = record.page_id as PageId;
-            let page = pager.page_mut(page_id, true, true, None, None)?;
+            let page = pager.page_mut(page_id, true, true, false, None)?;
             redo::apply(record.kind, page_id, record.payload, page)
                 .map_err(|e| Error::corrupt(page_id, e.to_string()))?;
         }
