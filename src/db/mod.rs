@@ -61,7 +61,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use mtr::{Log, MtrBuf, Storage, StorageFile};
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex};
 
 use crate::btree::{self, AtVersion, Latest};
 use crate::check::{self, CheckReport};
@@ -95,7 +95,7 @@ struct Inner {
     page_size: usize,
     log: Log,
     doublewrite: Arc<dyn StorageFile>,
-    tree: RwLock<Tree>,
+    tree: TreeLock,
     writer: Mutex<MtrBuf>,
     checkpoint_lock: Mutex<()>,
     snapshots: Mutex<BTreeMap<u64, usize>>,
@@ -200,5 +200,27 @@ impl Inner {
             *failure = Some(error.to_string());
         }
         error
+    }
+}
+
+/// The tree's reader-writer lock. Point reads take it for every get: with one lock word, every
+/// reader thread's increment and decrement move the same cache line between cores. A sharded
+/// lock gives each reader thread a shard of its own (`crossbeam_utils::sync::ShardedLock`); a
+/// writer, once per batch or checkpoint step, locks every shard. A panic while it is held cannot
+/// leave the tree half changed in a way the next user would trust (batches are undone on error,
+/// and a panicking writer never reaches its commit), so a poisoned lock is simply taken.
+struct TreeLock(crossbeam_utils::sync::ShardedLock<Tree>);
+
+impl TreeLock {
+    fn new(tree: Tree) -> TreeLock {
+        TreeLock(crossbeam_utils::sync::ShardedLock::new(tree))
+    }
+
+    fn read(&self) -> crossbeam_utils::sync::ShardedLockReadGuard<'_, Tree> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> crossbeam_utils::sync::ShardedLockWriteGuard<'_, Tree> {
+        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mtr::{DirStorage, Log, LogFile, Lsn, MtrBuf, OpenMode, Storage, StorageFile};
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex};
 
 use crate::btree::BatchWriter;
 use crate::checkpoint::{self, DoublewriteTag};
@@ -23,7 +23,7 @@ use crate::recovery::{self, RecoveryReport};
 
 use super::background::Background;
 use super::stats::Counters;
-use super::{Db, Durability, Inner, Options, Tree, DATA_FILE, DEFAULT_PAGE_SIZE, DOUBLEWRITE_FILE, LOG_FILE};
+use super::{Db, Durability, Inner, Options, Tree, TreeLock, DATA_FILE, DEFAULT_PAGE_SIZE, DOUBLEWRITE_FILE, LOG_FILE};
 
 /// The checkpoint number a new database's log reaches once creation is complete: the log starts
 /// at 1, resuming it writes 2, and the checkpoint after the first pages are written writes 3.
@@ -243,7 +243,7 @@ impl Db {
             page_size,
             log,
             doublewrite,
-            tree: RwLock::new(Tree { pager, version: 0 }),
+            tree: TreeLock::new(Tree { pager, version: 0 }),
             writer: Mutex::new(MtrBuf::new()),
             checkpoint_lock: Mutex::new(()),
             snapshots: Mutex::new(BTreeMap::new()),
