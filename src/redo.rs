@@ -29,6 +29,7 @@
 //! | 24   | `META_INIT`     | `log_id: u64`, then the `META_SET` payload: page 0 becomes a meta page |
 //! | 25   | `META_SET`      | `root: u32`, `height: u32`, `page_count: u32`, `free_head: u32` |
 //! | 26   | `BATCH_ABORT`   | empty, on page 0, in an mtr flagged [`MTR_ABORT`]: never applied |
+//! | 27   | `CELL_PUT_AT`   | `slot: u16`, `replace: u8` (0 or 1), one cell: with `replace` 1 it replaces the cell at `slot`, which must hold the same key; with 0 it is inserted at `slot`, which must lie between the keys below and above it. A put whose slot the writer already found, so neither the forward path nor recovery searches the page again |
 //!
 //! # Mtr flags (the mtr crate's flags byte)
 //! - [`MTR_COMMIT`]: this mtr ends a user batch. Recovery applies the mtrs of a batch only once
@@ -66,6 +67,8 @@ pub mod kind {
     pub const META_SET: u8 = 25;
     /// Marks an abandoned batch; never applied.
     pub const BATCH_ABORT: u8 = 26;
+    /// Insert a cell at a given slot, or replace the cell there.
+    pub const CELL_PUT_AT: u8 = 27;
 }
 
 /// A change to one page, before encoding.
@@ -96,6 +99,15 @@ pub enum Change<'a> {
     },
     /// See [`kind::CELL_PUT`].
     CellPut {
+        /// The encoded cell.
+        cell: &'a [u8],
+    },
+    /// See [`kind::CELL_PUT_AT`].
+    CellPutAt {
+        /// The slot the cell goes to (or whose cell it replaces).
+        slot: u16,
+        /// Whether it replaces the cell at `slot` (same key).
+        replace: bool,
         /// The encoded cell.
         cell: &'a [u8],
     },
@@ -142,6 +154,7 @@ impl Change<'_> {
             Change::OverflowFormat { .. } => kind::OVERFLOW_FORMAT,
             Change::FreeFormat { .. } => kind::FREE_FORMAT,
             Change::CellPut { .. } => kind::CELL_PUT,
+            Change::CellPutAt { .. } => kind::CELL_PUT_AT,
             Change::CellDelete { .. } => kind::CELL_DELETE,
             Change::TruncateFrom { .. } => kind::TRUNCATE_FROM,
             Change::CellsAppend { .. } => kind::CELLS_APPEND,
@@ -166,6 +179,11 @@ impl Change<'_> {
             }
             Change::FreeFormat { link } | Change::SetLink { link } => out.extend_from_slice(&link.to_le_bytes()),
             Change::CellPut { cell } => out.extend_from_slice(cell),
+            Change::CellPutAt { slot, replace, cell } => {
+                out.extend_from_slice(&slot.to_le_bytes());
+                out.push(u8::from(replace));
+                out.extend_from_slice(cell);
+            }
             Change::CellDelete { key } | Change::TruncateFrom { key } => out.extend_from_slice(key),
             Change::CellsAppend { cells } => out.extend_from_slice(cells),
             Change::MetaInit { log_id, state } => {
@@ -217,8 +235,10 @@ pub fn apply(record_kind: u8, page_id: PageId, payload: &[u8], page: &mut [u8]) 
     // Records that edit a node in place rely on its layout; a page that never passed
     // `page::validate` (recovery never gives one, but `apply` promises not to panic on any
     // input) is refused unless its slots and content area at least lie inside the page.
-    if matches!(record_kind, kind::CELL_PUT | kind::CELL_DELETE | kind::TRUNCATE_FROM | kind::CELLS_APPEND)
-        && !page::node_layout_in_bounds(page)
+    if matches!(
+        record_kind,
+        kind::CELL_PUT | kind::CELL_PUT_AT | kind::CELL_DELETE | kind::TRUNCATE_FROM | kind::CELLS_APPEND
+    ) && !page::node_layout_in_bounds(page)
     {
         return Err(fail("the node's slots or content area lie outside the page"));
     }
@@ -274,6 +294,35 @@ pub fn apply(record_kind: u8, page_id: PageId, payload: &[u8], page: &mut [u8]) 
                 Err(index) => index,
             };
             page::insert_cell(page, index, payload).map_err(|e| fail(&e.0))?;
+        }
+        kind::CELL_PUT_AT => {
+            let kind = node_kind()?;
+            let (Some(slot), Some(&replace), Some(cell)) = (payload.get(..2), payload.get(2), payload.get(3..)) else {
+                return Err(fail("no slot"));
+            };
+            let slot = usize::from(u16::from_le_bytes([slot[0], slot[1]]));
+            if page::cell_len(kind, cell) != Some(cell.len()) {
+                return Err(fail("malformed cell"));
+            }
+            if cell.len() > page::max_cell_bytes(page.len()) {
+                return Err(fail("cell larger than a page allows"));
+            }
+            let key = page::cell_key(cell);
+            let node = Node::new(page).ok_or_else(|| fail("not a node"))?;
+            let len = node.len();
+            // The slot is checked against its neighbours: a hint that does not fit the page is
+            // refused, never applied out of order.
+            match replace {
+                1 if kind == PageKind::Leaf && slot < len && node.key(slot) == key => {
+                    page::remove_cell(page, slot);
+                }
+                0 if slot <= len
+                    && (slot == 0 || page::compare_keys(node.key(slot - 1), key).is_lt())
+                    && (slot == len || page::compare_keys(key, node.key(slot)).is_lt()) => {}
+                0 | 1 => return Err(fail("the slot does not fit the page's keys")),
+                _ => return Err(fail("bad replace flag")),
+            }
+            page::insert_cell(page, slot, cell).map_err(|e| fail(&e.0))?;
         }
         kind::CELL_DELETE => {
             let node = Node::new(page).ok_or_else(|| fail("not a node"))?;
@@ -373,6 +422,7 @@ pub fn kind_name(record_kind: u8) -> Option<&'static str> {
         kind::OVERFLOW_FORMAT => "OVERFLOW_FORMAT",
         kind::FREE_FORMAT => "FREE_FORMAT",
         kind::CELL_PUT => "CELL_PUT",
+        kind::CELL_PUT_AT => "CELL_PUT_AT",
         kind::CELL_DELETE => "CELL_DELETE",
         kind::TRUNCATE_FROM => "TRUNCATE_FROM",
         kind::CELLS_APPEND => "CELLS_APPEND",
@@ -404,6 +454,14 @@ pub fn describe_record(record_kind: u8, payload: &[u8]) -> String {
             u32_at(payload, 0).filter(|_| payload.len() == 4).map(|link| format!("link={link}"))
         }
         kind::CELL_PUT => describe_cell(payload),
+        kind::CELL_PUT_AT => match (payload.get(..2), payload.get(2), payload.get(3..).and_then(describe_cell)) {
+            (Some(slot), Some(&replace @ (0 | 1)), Some(cell)) => Some(format!(
+                "slot={}{} {cell}",
+                u16::from_le_bytes([slot[0], slot[1]]),
+                if replace == 1 { " replace" } else { "" }
+            )),
+            _ => None,
+        },
         kind::CELL_DELETE | kind::TRUNCATE_FROM => {
             (!payload.is_empty()).then(|| format!("key={}", describe_key(payload)))
         }
@@ -629,5 +687,71 @@ mod apply_refusals {
             assert!(apply(kind::META_INIT, 0, &encoded(&Change::MetaInit { log_id: 7, state }), &mut fresh).is_err());
         }
         assert!(page::validate(0, &page).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod cell_put_at {
+    //! `CELL_PUT_AT` applies at its slot only where the slot fits the page's keys: a hint that
+    //! does not is refused (never a cell out of order), and any payload is refused or applied,
+    //! never a panic.
+    use super::*;
+
+    fn leaf_cell(key: &[u8]) -> Vec<u8> {
+        let mut cell = Vec::new();
+        page::encode_leaf_cell(&mut cell, key, LeafValue::Inline(b"v"));
+        cell
+    }
+
+    fn put_at(page: &mut [u8], slot: u16, replace: bool, key: &[u8]) -> Result<(), ApplyError> {
+        let cell = leaf_cell(key);
+        let mut payload = Vec::new();
+        Change::CellPutAt { slot, replace, cell: &cell }.encode(&mut payload);
+        apply(kind::CELL_PUT_AT, 3, &payload, page)
+    }
+
+    fn keys(page: &[u8]) -> Vec<Vec<u8>> {
+        let node = Node::new(page).unwrap();
+        (0..node.len()).map(|i| node.key(i).to_vec()).collect()
+    }
+
+    #[test]
+    fn applies_at_fitting_slots_and_refuses_the_others() {
+        let mut page = vec![0u8; 4096];
+        let cells = [leaf_cell(b"a"), leaf_cell(b"c")].concat();
+        let mut format = Vec::new();
+        Change::NodeFormat { node_kind: PageKind::Leaf, level: 0, link: 0, cells: &cells }.encode(&mut format);
+        apply(kind::NODE_FORMAT, 3, &format, &mut page).unwrap();
+        put_at(&mut page, 1, false, b"b").unwrap();
+        put_at(&mut page, 3, false, b"d").unwrap();
+        put_at(&mut page, 0, true, b"a").unwrap();
+        assert_eq!(keys(&page), [b"a", b"b", b"c", b"d"]);
+        let before = page.clone();
+        for (slot, replace, key) in [
+            (0, false, &b"e"[..]), // below "a"
+            (4, false, b"a"),      // above "d"
+            (1, false, b"b"),      // equal to the key there
+            (5, false, b"z"),      // beyond the slots
+            (1, true, b"x"),       // a replace of another key
+            (4, true, b"d"),       // a replace beyond the slots
+        ] {
+            assert!(put_at(&mut page, slot, replace, key).is_err(), "slot {slot} replace {replace} {key:?}");
+            assert_eq!(page, before, "a refused record changed the page");
+        }
+        assert!(page::validate(3, &page).is_ok());
+    }
+
+    #[test]
+    fn short_or_odd_payloads_are_refused() {
+        let mut page = vec![0u8; 4096];
+        let mut format = Vec::new();
+        Change::NodeFormat { node_kind: PageKind::Leaf, level: 0, link: 0, cells: &[] }.encode(&mut format);
+        apply(kind::NODE_FORMAT, 3, &format, &mut page).unwrap();
+        let cell = leaf_cell(b"k");
+        for payload in
+            [vec![], vec![0], vec![0, 0], [&[0, 0, 2][..], &cell].concat(), [&[0, 0, 0][..], &cell[..3]].concat()]
+        {
+            assert!(apply(kind::CELL_PUT_AT, 3, &payload, &mut page).is_err(), "{payload:?}");
+        }
     }
 }

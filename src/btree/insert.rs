@@ -1,5 +1,5 @@
 //! Inserting or replacing a key: its value inline or in an overflow chain, the cell put in its
-//! leaf in one mtr, or the leaf split (`split`) when it does not fit.
+//! leaf in one mtr (`CELL_PUT_AT`, at the slot found), or the leaf split (`split`) when it does not fit.
 //!
 //! This module must not split or free pages itself (`split`, `overflow`).
 
@@ -37,23 +37,31 @@ impl<'a> BatchWriter<'a> {
         let Some(&(leaf_id, _)) = path.last() else {
             return Err(Error::corrupt(self.meta.root, "empty path"));
         };
-        let (fits, old_chain) = {
+        let (fits, old_chain, found) = {
             let page = self.read(leaf_id)?;
             let node = node_at(&page, leaf_id, 0)?;
-            match node.search(key) {
+            let found = node.search(key);
+            match found {
                 Ok(index) => {
                     let old_len = node.cell(index).len();
                     let chain = match node.leaf_value(index) {
                         LeafValue::Overflow { first_page, .. } => Some(first_page),
                         LeafValue::Inline(_) => None,
                     };
-                    (node.free_bytes() + old_len >= cell.len(), chain)
+                    (node.free_bytes() + old_len >= cell.len(), chain, found)
                 }
-                Err(_) => (node.free_bytes() >= cell.len() + SLOT_BYTES, None),
+                Err(_) => (node.free_bytes() >= cell.len() + SLOT_BYTES, None, found),
             }
         };
         if fits {
-            self.change(leaf_id, Change::CellPut { cell })?;
+            // The slot just found goes into the record: applying it (here and in recovery)
+            // checks the slot's neighbours instead of searching the page again.
+            let (slot, replace) = match found {
+                Ok(index) => (index, true),
+                Err(index) => (index, false),
+            };
+            let slot = u16::try_from(slot).map_err(|_| Error::corrupt(leaf_id, "more slots than a page holds"))?;
+            self.change(leaf_id, Change::CellPutAt { slot, replace, cell })?;
         } else {
             self.split_leaf(&path, cell)?;
         }

@@ -7,7 +7,7 @@
 //! logging it.
 //!
 //! # How operations map onto mtrs
-//! - An insert or replace that fits its leaf: one mtr with one `CELL_PUT`.
+//! - An insert or replace that fits its leaf: one mtr with one `CELL_PUT_AT` (at the slot found).
 //! - A leaf split, with every branch split it causes up to and including a root split (the tree
 //!   grows a level): one mtr. It logs the moved cells in `NODE_FORMAT` of the new page,
 //!   `TRUNCATE_FROM` and `SET_LINK` on the old one, `CELL_PUT` on the parent, and the allocation
