@@ -118,13 +118,13 @@ pub(crate) fn chunk_forward(
     loop {
         let leaf = source.page(page_id)?.to_vec();
         let node = node_at(&leaf, page_id, 0)?;
-        let mut entries = Vec::new();
         let mut exhausted = false;
         let first = match low {
             Bound::Unbounded => 0,
             Bound::Included(key) => node.search(key).unwrap_or_else(|index| index),
             Bound::Excluded(key) => node.search(key).map_or_else(|index| index, |index| index + 1),
         };
+        let mut entries = Vec::with_capacity(node.len().saturating_sub(first));
         let mut index = first;
         while index < node.len() {
             let key = node.key(index);
@@ -163,7 +163,9 @@ pub(crate) fn chunk_backward(
     // has none, everything in it is at or above its lower fence, so search again below the fence.
     for _ in 0..=meta.page_count {
         let mut page_id = meta.root;
-        let mut fence: Option<Vec<u8>> = None;
+        // Where the leaf's lower fence is (the deepest separator below the path): read once,
+        // after the descent, rather than copied at every level.
+        let mut fence_at: Option<(PageId, u32, usize)> = None;
         for level in (1..meta.height).rev() {
             let page = source.page(page_id)?;
             let node = node_at(&page, page_id, level)?;
@@ -176,13 +178,20 @@ pub(crate) fn chunk_backward(
                 },
             };
             if index > 0 {
-                fence = Some(node.key(index - 1).to_vec());
+                fence_at = Some((page_id, level, index - 1));
             }
             page_id = node.child(index);
         }
+        let fence_page = match fence_at {
+            Some((branch_id, level, index)) => Some((source.page(branch_id)?, branch_id, level, index)),
+            None => None,
+        };
+        let fence: Option<&[u8]> = match &fence_page {
+            Some((page, branch_id, level, index)) => Some(node_at(page, *branch_id, *level)?.key(*index)),
+            None => None,
+        };
         let leaf = source.page(page_id)?.to_vec();
         let node = node_at(&leaf, page_id, 0)?;
-        let mut entries = Vec::new();
         let mut exhausted = false;
         // One past the last index within `high`.
         let end = match &high {
@@ -190,6 +199,7 @@ pub(crate) fn chunk_backward(
             Bound::Included(key) => node.search(key).map_or_else(|index| index, |index| index + 1),
             Bound::Excluded(key) => node.search(key).unwrap_or_else(|index| index),
         };
+        let mut entries = Vec::with_capacity(end);
         let mut index = end;
         while index > 0 {
             let key = node.key(index - 1);
@@ -204,7 +214,7 @@ pub(crate) fn chunk_backward(
         let more_below = match (&fence, low) {
             (None, _) => false,
             (Some(_), Bound::Unbounded) => true,
-            (Some(fence), Bound::Included(bound) | Bound::Excluded(bound)) => bound < fence,
+            (Some(fence), Bound::Included(bound) | Bound::Excluded(bound)) => bound.as_slice() < *fence,
         };
         if !more_below {
             exhausted = true;
@@ -213,7 +223,7 @@ pub(crate) fn chunk_backward(
             return Ok(LeafChunk { leaf, entries, exhausted, next_leaf: None });
         }
         if let Some(fence) = fence {
-            high = Bound::Excluded(fence);
+            high = Bound::Excluded(fence.to_vec());
         }
     }
     Err(Error::corrupt(meta.root, "backward search does not terminate"))
