@@ -106,9 +106,9 @@ enum Undo {
 }
 
 /// Undo buffers kept for the next batches: a batch of N first changes to dirty pages reuses
-/// them instead of allocating and freeing N pages. At most this many, so at most this many
-/// pages of memory (16 MiB of 4 KiB pages) stay allocated between batches.
-const UNDO_POOL_PAGES: usize = 4096;
+/// them instead of allocating and freeing N pages. At most this many bytes of them (4,096 pages
+/// of 4 KiB, 256 of 64 KiB) stay allocated between batches.
+const UNDO_POOL_BYTES: usize = 16 << 20;
 
 pub(crate) struct Pager {
     page_size: usize,
@@ -139,7 +139,7 @@ pub(crate) struct Pager {
     history: HashMap<PageId, SnapshotImages>,
     /// The open batch's undo: each page's state before the batch first changed it.
     undo: HashMap<PageId, Undo>,
-    /// Recycled undo buffers (see [`UNDO_POOL_PAGES`]).
+    /// Recycled undo buffers (see [`UNDO_POOL_BYTES`]).
     undo_pool: Vec<Box<[u8]>>,
 }
 
@@ -429,13 +429,13 @@ impl Pager {
             }
         }
         // Keep the table's allocation for the next batch, unless one huge batch grew it.
-        if undo.capacity() <= 4 * UNDO_POOL_PAGES {
+        if undo.capacity() <= 4 * (UNDO_POOL_BYTES / self.page_size) {
             self.undo = undo;
         }
     }
 
     fn recycle(&mut self, buffer: Box<[u8]>) {
-        if self.undo_pool.len() < UNDO_POOL_PAGES {
+        if (self.undo_pool.len() + 1) * self.page_size <= UNDO_POOL_BYTES {
             self.undo_pool.push(buffer);
         }
     }
@@ -568,4 +568,27 @@ pub(crate) fn check_page(page_id: PageId, bytes: &[u8]) -> Result<()> {
     }
     page::validate(page_id, bytes).map_err(|e| Error::corrupt(page_id, e.0))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod undo_pool_bound {
+    //! The undo buffers kept between batches stay within [`UNDO_POOL_BYTES`], whatever the page
+    //! size and however many pages one batch changed.
+    use super::*;
+    use mtr::{OpenMode, Storage};
+
+    #[test]
+    fn recycled_buffers_stay_within_the_bound() {
+        for page_size in [4096usize, 65536] {
+            let storage = crate::fault::FaultStorage::new();
+            let file = storage.open_file("data", OpenMode::CreateNew).unwrap();
+            let mut pager = Pager::open(file, "data".into(), page_size).unwrap();
+            for _ in 0..(2 * UNDO_POOL_BYTES / page_size + 10) {
+                pager.recycle(vec![0u8; page_size].into_boxed_slice());
+            }
+            let kept = pager.undo_pool.len() * page_size;
+            assert!(kept <= UNDO_POOL_BYTES, "{kept} bytes kept with {page_size}-byte pages");
+            assert!(kept + page_size > UNDO_POOL_BYTES, "the pool should fill up to its bound");
+        }
+    }
 }
