@@ -323,9 +323,7 @@ impl Pager {
                     None => Undo::Clean,
                     // Shared already (a checkpoint or a snapshot holds it): the change below
                     // copies on write anyway, so the old image itself is the undo.
-                    Some(image) if Arc::strong_count(image) > 1 || Arc::weak_count(image) > 0 => {
-                        Undo::Shared(Arc::clone(image))
-                    }
+                    Some(image) if Arc::strong_count(image) > 1 => Undo::Shared(Arc::clone(image)),
                     // Held by nobody else: keep a copy in a recycled buffer and change the
                     // image in place, rather than allocate a new image and free the old one.
                     Some(image) => {

@@ -21,6 +21,10 @@ use super::{Db, Inner, DATA_FILE, DOUBLEWRITE_FILE, EVENTUAL_FLUSH_INTERVAL};
 
 /// Pages the checkpoint thread writes back per checkpoint it writes (16 MiB of 4 KiB pages).
 const ROUND_PAGES: usize = 4096;
+/// Live redo, in eighths of the ring, above which the checkpoint thread starts writing back...
+const FLUSH_START_EIGHTHS: u64 = 6;
+/// ...and down to which it writes back: each page is written once its oldest change is this old.
+const FLUSH_TARGET_EIGHTHS: u64 = 5;
 
 #[derive(Default)]
 pub(super) struct Background {
@@ -68,16 +72,16 @@ impl Inner {
         // Checkpoints are serialised, so the last completed one cannot change under this one: it
         // is where recovery starts if this write-back is cut short.
         let base = self.log.last_checkpoint();
-        let (images, taken_at) = {
+        let (images, taken_at, data) = {
             let tree = self.tree.read();
-            (tree.pager.oldest_dirty_images(before, max_pages, base.lsn), self.log.end_lsn())
+            let images = tree.pager.oldest_dirty_images(before, max_pages, base.lsn);
+            (images, self.log.end_lsn(), Arc::clone(tree.pager.data_file()))
         };
         let tag = DoublewriteTag { log_id: self.log.file().log_id(), base_checkpoint: base.number };
         if !images.is_empty() {
             // Write-ahead: every image's LSN is at most `taken_at`.
             self.log.flush_up_to(taken_at).map_err(|e| self.fail(e.into()))?;
             let data_name = self.storage.describe(DATA_FILE);
-            let data = { Arc::clone(self.tree.read().pager.data_file()) };
             let written = checkpoint::write_pages(
                 &data,
                 &data_name,
@@ -118,10 +122,10 @@ impl Inner {
         Ok(())
     }
 
-    /// Live redo above which the checkpoint thread writes pages back: 3/4 of the ring.
+    /// Whether live redo exceeds [`FLUSH_START_EIGHTHS`] of the ring.
     pub(super) fn flush_wanted(&self) -> bool {
         let capacity = self.log.file().capacity();
-        capacity - self.log.free_bytes() > capacity / 4 * 3
+        capacity - self.log.free_bytes() > capacity / 8 * FLUSH_START_EIGHTHS
     }
 
     /// After the final checkpoint of a clean close: nothing in the log's ring or the doublewrite
@@ -171,7 +175,7 @@ impl Inner {
             // oldest go first, and the log keeps between 5/8 and 3/4 of a ring of redo.
             let capacity = self.log.file().capacity();
             while self.flush_wanted() && self.failure.lock().is_none() {
-                let target = self.log.end_lsn().0.saturating_sub(capacity / 8 * 5);
+                let target = self.log.end_lsn().0.saturating_sub(capacity / 8 * FLUSH_TARGET_EIGHTHS);
                 if self.write_back(Lsn(target), ROUND_PAGES).is_err() {
                     break;
                 }
