@@ -50,6 +50,7 @@ fn bench_recovery(c: &mut Criterion) {
             assert!(report.mtrs_replayed > 0, "the crash image left nothing to replay: {report:?}");
             group.throughput(Throughput::Bytes(report.redo_bytes_replayed));
             let (mut mtrs, mut redo_bytes, mut reported) = (0u64, 0u64, Duration::ZERO);
+            let (mut phases, mut recoveries) = ([Duration::ZERO; 5], 0u32);
             group.bench_function(BenchmarkId::new("redo_pass", kind.name()), |bencher| {
                 bencher.iter_custom(|runs| {
                     let mut elapsed = Duration::ZERO;
@@ -59,6 +60,12 @@ fn bench_recovery(c: &mut Criterion) {
                         mtrs += report.mtrs_replayed;
                         redo_bytes += report.redo_bytes_replayed;
                         reported += report.redo_duration;
+                        phases[0] += report.scan_duration;
+                        phases[1] += report.rewrite_duration;
+                        phases[2] += report.redo_duration - report.scan_duration;
+                        phases[3] += report.write_back_duration;
+                        phases[4] += report.duration;
+                        recoveries += 1;
                         elapsed += recovery.elapsed;
                     }
                     elapsed
@@ -73,6 +80,11 @@ fn bench_recovery(c: &mut Criterion) {
                 report.redo_bytes_replayed as f64 / 1e6,
                 redo_bytes as f64 / 1e6 / seconds,
                 mtrs as f64 / seconds,
+            );
+            let [scan, rewrite, apply, write_back, whole] = phases.map(|phase| phase / recoveries.max(1));
+            println!(
+                "recovery/redo_pass/mtrdb: mean phases: first scan {scan:.1?}, second scan and apply {apply:.1?} \
+                 (redo rewrite beside it {rewrite:.1?}), write-back {write_back:.1?}; whole open {whole:.1?}"
             );
         }
 

@@ -189,9 +189,11 @@ impl Db {
                 });
             }
         }
+        let write_back_started = Instant::now();
         write_back_all(&mut pager, &*storage, &doublewrite, tag)?;
         let log = Log::resume(log_file, Lsn(report.recovered_end_lsn))?;
         let mut report = report;
+        report.write_back_duration = write_back_started.elapsed();
         report.duration = started.elapsed();
         Db::start(storage, location, options, page_size, log, doublewrite, pager, report)
     }
