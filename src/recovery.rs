@@ -6,7 +6,9 @@
 //!    the first position that is not a complete, CRC-valid mtr, and a damaged mtr that the log's
 //!    own records prove had been durable is an error ([`mtr::Scanner`]), never a quiet stop.
 //! 3. **Whole batches only.** A first scan finds the last mtr flagged
-//!    [`crate::redo::MTR_COMMIT`]; a second applies the mtrs up to it, in order. Mtrs of a batch flagged
+//!    [`crate::redo::MTR_COMMIT`]; a second, on a thread of its own, gathers the mtrs up to it into
+//!    windows sorted by page (log order kept within a page), which are applied page by page
+//!    (`Window`). Mtrs of a batch flagged
 //!    [`crate::redo::MTR_ABORT`], and every mtr after the last commit (a batch cut short by the
 //!    crash), are discarded. Because pages are written back only between batches (no-steal),
 //!    the data file never holds a change that recovery discards.
@@ -32,9 +34,10 @@
 //!   readable but may be lost at the next power loss, which would bring back the older slot, and
 //!   the doublewrite batches recovery writes name the checkpoint it started from, so a second
 //!   recovery from the older slot would ignore them and find pages torn by the first;
-//! - between the scans, the redo it is about to apply is rewritten and synced
-//!   ([`mtr::LogFile::rewrite_durably`]), so no page built from it reaches the disk before it
-//!   (write-ahead holds even for redo that existed only in the cache);
+//! - after the first scan, the redo it is about to apply is rewritten and synced
+//!   ([`mtr::LogFile::rewrite_durably`]) on a thread of its own, which is waited for before any
+//!   page is written back, so no page built from it reaches the disk before it (write-ahead holds
+//!   even for redo that existed only in the cache);
 //! - a page whose records are **skipped** because it already holds them is written back all the
 //!   same ([`Pager::retain_for_rewrite`]): its in-place bytes may exist only in the cache. The
 //!   resumed log's checkpoint drops this redo, so every page it names must be durable first.
@@ -448,7 +451,7 @@ impl Apply<'_, '_, '_, '_> {
                 let payload = &bytes[at..at + record.payload_len as usize];
                 redo::apply(record.kind, page_id, payload, page).map_err(|e| Error::corrupt(page_id, e.to_string()))?;
             }
-            page::header_mut(page).lsn.set(end_lsn.0);
+            self.pager.stamp(page_id, end_lsn);
             self.report.records_applied += run as u64;
             if let Some(journal) = self.journal {
                 journal
