@@ -341,7 +341,8 @@ impl Pager {
         if !self.dirty.contains_key(&page_id) {
             let image: Arc<[u8]> = match self.read_clean(page_id) {
                 Ok(bytes) => Arc::from(&*bytes),
-                Err(_) if fresh => vec![0u8; self.page_size].into(),
+                // Built in place: a zeroed `Vec` converted into an `Arc` would be copied once more.
+                Err(_) if fresh => std::iter::repeat_n(0u8, self.page_size).collect(),
                 Err(error) => return Err(error),
             };
             self.dirty.insert(page_id, image);

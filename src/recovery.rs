@@ -265,11 +265,17 @@ impl WindowRecord {
 /// The second scan runs on a thread of its own ([`gather`]): it fills a window and sorts it
 /// while the previous one is being applied.
 ///
-/// Memory: a window holds `max_bytes` of mtr bodies (one mtr more at most) and as much again in
-/// its index of records; at most [`WINDOW_COUNT`] exist at once (one filling, one waiting, one
-/// being applied). [`Window::budget_bytes`] of them is taken out of the recovery memory limit.
+/// Sorting also copies the payloads into the order they are applied in, so the applier reads
+/// them as one stream instead of missing the cache at nearly every record (on the gathering
+/// thread, which has time to spare).
+///
+/// Memory: a window holds `max_bytes` of mtr bodies (one mtr more at most), as much again in
+/// their payloads' sorted copy, and as much again in its index of records; at most
+/// [`WINDOW_COUNT`] exist at once (one filling, one waiting, one being applied). [`Window::budget_bytes`] of them is taken out of the recovery memory limit.
 struct Window {
     bytes: Vec<u8>,
+    /// Where [`Window::sort`] lays the payloads out in the order they are applied in.
+    sorted_bytes: Vec<u8>,
     records: Vec<WindowRecord>,
     max_bytes: usize,
     max_records: usize,
@@ -291,20 +297,29 @@ impl Window {
 
     fn new(max_bytes: usize) -> Window {
         let max_records = max_bytes / std::mem::size_of::<WindowRecord>();
-        Window { bytes: Vec::new(), records: Vec::new(), max_bytes, max_records }
+        Window { bytes: Vec::new(), sorted_bytes: Vec::new(), records: Vec::new(), max_bytes, max_records }
     }
 
     /// The most memory the windows hold together.
     fn budget_bytes(max_bytes: usize) -> u64 {
-        WINDOW_COUNT * 2 * max_bytes as u64
+        WINDOW_COUNT * 3 * max_bytes as u64
     }
 
     fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
 
+    /// Sorts the records by page (log order kept within a page) and lays their payloads out in
+    /// that order.
     fn sort(&mut self) {
         self.records.sort_unstable_by_key(|record| record.order);
+        self.sorted_bytes.clear();
+        for record in &mut self.records {
+            let at = record.payload_at as usize;
+            record.payload_at = self.sorted_bytes.len() as u32;
+            self.sorted_bytes.extend_from_slice(&self.bytes[at..at + record.payload_len as usize]);
+        }
+        std::mem::swap(&mut self.bytes, &mut self.sorted_bytes);
     }
 
     fn is_full(&self) -> bool {
@@ -449,7 +464,8 @@ impl Apply<'_, '_, '_, '_> {
             for record in mtr {
                 let at = record.payload_at as usize;
                 let payload = &bytes[at..at + record.payload_len as usize];
-                redo::apply(record.kind, page_id, payload, page).map_err(|e| Error::corrupt(page_id, e.to_string()))?;
+                redo::apply_to_valid_page(record.kind, page_id, payload, page)
+                    .map_err(|e| Error::corrupt(page_id, e.to_string()))?;
             }
             self.pager.stamp(page_id, end_lsn);
             self.report.records_applied += run as u64;

@@ -29,10 +29,10 @@ use mtrdb::redo::{self, kind};
 
 use crate::input::Reader;
 
-/// Apply non-format records to pages `validate` rejects too. `apply` assumes a valid page (the
-/// pager validates every page it reads, so recovery never hands it another); on an invalid one
-/// it can panic today (`insert_cell` slices from a `content_start` beyond the page), so this is
-/// off, and the observation was reported to the lead.
+/// Apply non-format records to pages `validate` rejects too. `apply` refuses a node whose slots
+/// or content area lie outside the page (`page::node_layout_in_bounds`), so it must not panic
+/// on any page; the engine's own `apply_to_valid_page` skips that check and is only given pages
+/// `validate` accepted.
 pub const APPLY_TO_INVALID_PAGES: bool = true;
 
 /// Runs one input (see the module doc).

@@ -56,7 +56,7 @@ impl<'a> BatchWriter<'a> {
         let payload = self.mtr.push_with(kind, u64::from(page_id), |out| change.encode(out));
         let fresh = redo::is_format(kind);
         let page = self.pager.page_mut(page_id, fresh, fresh, true, self.history)?;
-        redo::apply(kind, page_id, payload, page)
+        redo::apply_to_valid_page(kind, page_id, payload, page)
             .map_err(|e| Error::corrupt(page_id, format!("forward apply failed: {e}")))?;
         debug_assert!(page::validate(page_id, page).is_ok(), "apply left page {page_id} invalid");
         // Linear, but an mtr touches at most a few hundred pages (MTR_MAX_PAGES, a split
@@ -175,7 +175,7 @@ impl<'a> BatchWriter<'a> {
         for record in mtr.records() {
             let page_id = record.page_id as PageId;
             let page = pager.page_mut(page_id, true, true, false, None)?;
-            redo::apply(record.kind, page_id, record.payload, page)
+            redo::apply_to_valid_page(record.kind, page_id, record.payload, page)
                 .map_err(|e| Error::corrupt(page_id, e.to_string()))?;
         }
         let (_, end) = log.append(mtr, redo::MTR_COMMIT)?;
