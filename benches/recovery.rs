@@ -73,11 +73,14 @@ fn bench_recovery(c: &mut Criterion) {
             });
             let seconds = reported.as_secs_f64();
             println!(
-                "recovery/redo_pass/mtrdb: {} keys, {} mtrs and {:.1} MB of redo per recovery; by the \
-                 report's redo-pass duration: {:.1} MB/s of redo, {:.0} mtrs/s",
+                "recovery/redo_pass/mtrdb: {} keys, {} mtrs and {:.1} MB of redo per recovery, {} pages \
+                 written back ({} through the doublewrite file); by the report's redo-pass duration: {:.1} \
+                 MB/s of redo, {:.0} mtrs/s",
                 keys,
                 report.mtrs_replayed,
                 report.redo_bytes_replayed as f64 / 1e6,
+                report.pages_written_back,
+                report.pages_doublewritten,
                 redo_bytes as f64 / 1e6 / seconds,
                 mtrs as f64 / seconds,
             );

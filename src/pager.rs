@@ -289,8 +289,9 @@ impl Pager {
     /// [`Pager::abort_batch`]), and `history` (when snapshots are open) keeps its previous image
     /// for snapshot readers if one needs it (see the module doc). `fresh`: the record rebuilds
     /// the page, so damaged or missing old bytes are fine. `exempt`: if the page becomes dirty
-    /// with this record, it may skip the doublewrite copy ([`DirtyImage::rebuilt`]); only the
-    /// forward path may say so (see [`crate::checkpoint`] for why recovery never does).
+    /// with this record, it may skip the doublewrite copy ([`DirtyImage::rebuilt`]); the caller
+    /// says so only when this is the page's first record since the checkpoint (recovery: see
+    /// [`crate::recovery`] for when it knows that).
     pub(crate) fn page_mut(
         &mut self,
         page_id: PageId,

@@ -43,10 +43,18 @@
 //!   resumed log's checkpoint drops this redo, so every page it names must be durable first.
 //!
 //! # Torn pages during recovery's own write-back
-//! Every page recovery writes goes through the doublewrite file: none is exempt as a "rebuilt"
-//! page, because whether a format record rebuilds a page after a tear depends on every record
-//! since the checkpoint for that page, not on the first one this run happened to apply (earlier
-//! ones may have been skipped by the page-LSN check and would need the page's bytes next time).
+//! A page recovery writes goes through the doublewrite file unless the first record the log
+//! holds for it since the checkpoint rebuilds it from nothing (a format record), as on the
+//! forward path ([`DirtyImage::rebuilt`](crate::pager::DirtyImage)): a recovery after a crash
+//! during this one starts from the same checkpoint (its slot was made durable first), finds the
+//! torn page unreadable, and rebuilds it from that record on. It must be the first record since
+//! the checkpoint, not the first this run applied: an earlier one skipped by the page-LSN check
+//! would need the page's bytes next time. Windows are applied in log order and a page keeps its
+//! records' order within one, so the first time the pass meets a page is that page's first
+//! record; a page it met before is in the dirty table (applied, or kept for rewriting when
+//! skipped), so the pager marks a page rebuilt only when a format record first brings it in.
+//! After a partial write-back has dropped pages from the table that no longer tells, so from
+//! then on no page is exempt.
 //!
 //! # Bounded memory
 //! The redo pass holds at most [`Redo::memory_limit_bytes`] of recovered page images (plus the
@@ -101,6 +109,11 @@ pub struct RecoveryReport {
     pub pages_repaired: u64,
     /// Times the redo pass wrote its pages back part-way, to stay within its memory limit.
     pub partial_write_backs: u64,
+    /// Pages written back, part-way and after the redo pass (measured by [`crate::Db::open`]).
+    pub pages_written_back: u64,
+    /// Of those, pages first written to the doublewrite file (the others redo alone rebuilds
+    /// after a tear: see the module doc).
+    pub pages_doublewritten: u64,
     /// The most recovered page images held in memory at once.
     pub peak_dirty_pages: u64,
     /// Wall time of the redo pass alone (both scans and every record applied).
@@ -459,8 +472,11 @@ impl Apply<'_, '_, '_, '_> {
                 self.report.records_skipped += run as u64;
                 continue;
             }
-            // Never exempt from the doublewrite file (module doc).
-            let page = self.pager.page_mut(page_id, fresh, false, false, None)?;
+            // Exempt from the doublewrite file only while this is the page's first record since
+            // the checkpoint (module doc): before any partial write-back, a page the pass has
+            // touched (applied or skipped) is in the dirty table.
+            let exempt = self.report.partial_write_backs == 0;
+            let page = self.pager.page_mut(page_id, fresh, exempt, false, None)?;
             for record in mtr {
                 let at = record.payload_at as usize;
                 let payload = &bytes[at..at + record.payload_len as usize];

@@ -5,6 +5,7 @@
 //! This module owns the directory's files until the handle exists; it must not take part in the
 //! writes and checkpoints of an open database (`batch`, `background`).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
@@ -163,7 +164,13 @@ impl Db {
         )?;
         let mut pager = Pager::open(data, describe(DATA_FILE), page_size)?;
         let tag = DoublewriteTag { log_id: log_file.log_id(), base_checkpoint: checkpoint.number };
-        let mut write_back = |pager: &mut Pager| write_back_all(pager, &*storage, &doublewrite, tag);
+        let (written, doublewritten) = (Cell::new(0), Cell::new(0));
+        let mut write_back = |pager: &mut Pager| {
+            let counts = write_back_all(pager, &*storage, &doublewrite, tag)?;
+            written.set(written.get() + counts.pages);
+            doublewritten.set(doublewritten.get() + counts.doublewritten);
+            Ok(())
+        };
         let redo = recovery::Redo {
             log: &log_file,
             checkpoint,
@@ -190,10 +197,12 @@ impl Db {
             }
         }
         let write_back_started = Instant::now();
-        write_back_all(&mut pager, &*storage, &doublewrite, tag)?;
+        let counts = write_back_all(&mut pager, &*storage, &doublewrite, tag)?;
         let log = Log::resume(log_file, Lsn(report.recovered_end_lsn))?;
         let mut report = report;
         report.write_back_duration = write_back_started.elapsed();
+        report.pages_written_back = written.get() + counts.pages;
+        report.pages_doublewritten = doublewritten.get() + counts.doublewritten;
         report.duration = started.elapsed();
         Db::start(storage, location, options, page_size, log, doublewrite, pager, report)
     }
@@ -280,19 +289,19 @@ impl Db {
     }
 }
 
-/// Writes every dirty page back (through the doublewrite file) and marks them clean, while no
-/// other thread can reach the pager (opening and creating).
+/// Writes every dirty page back (through the doublewrite file, unless redo rebuilds it) and
+/// marks them clean, while no other thread can reach the pager (opening and creating).
 fn write_back_all(
     pager: &mut Pager,
     storage: &dyn Storage,
     doublewrite: &Arc<dyn StorageFile>,
     tag: DoublewriteTag,
-) -> Result<()> {
+) -> Result<checkpoint::WriteBack> {
     let images = pager.dirty_images();
     if images.is_empty() {
-        return Ok(());
+        return Ok(checkpoint::WriteBack::default());
     }
-    checkpoint::write_pages(
+    let counts = checkpoint::write_pages(
         pager.data_file(),
         &storage.describe(DATA_FILE),
         doublewrite,
@@ -302,7 +311,8 @@ fn write_back_all(
         tag,
     )?;
     // Nothing else changes pages while a database opens: every page written is clean now.
-    pager.mark_written(&images, Lsn::ZERO)
+    pager.mark_written(&images, Lsn::ZERO)?;
+    Ok(counts)
 }
 
 fn refuse_foreign_directory(dir: &Path) -> Result<()> {
