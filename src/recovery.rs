@@ -282,9 +282,13 @@ impl WindowRecord {
 /// them as one stream instead of missing the cache at nearly every record (on the gathering
 /// thread, which has time to spare).
 ///
-/// Memory: a window holds `max_bytes` of mtr bodies (one mtr more at most), as much again in
-/// their payloads' sorted copy, and as much again in its index of records; at most
-/// [`WINDOW_COUNT`] exist at once (one filling, one waiting, one being applied). [`Window::budget_bytes`] of them is taken out of the recovery memory limit.
+/// Memory: a window holds `max_bytes` of mtr bodies, as much again in their payloads' sorted
+/// copy, and as much again in its index of records, each with [`WINDOW_SLACK_BYTES`] to spare
+/// (the mtr that fills it up). Its buffers are allocated at that size and grow only by what an
+/// mtr larger than the slack needs (never by doubling); emptying gives that back
+/// ([`Window::empty`]). At most [`WINDOW_COUNT`] exist at once (one filling, one waiting, one
+/// being applied); [`Window::budget_bytes`] of them is taken out of the recovery memory limit,
+/// and one mtr larger than the slack adds at most 3 times its size while it is in a window.
 struct Window {
     bytes: Vec<u8>,
     /// Where [`Window::sort`] lays the payloads out in the order they are applied in.
@@ -302,6 +306,8 @@ const WINDOW_MIN_BYTES: u64 = 64 << 10;
 const WINDOW_MAX_BYTES: u64 = 4 << 20;
 /// Windows in existence at once: one filling, one waiting, one being applied.
 const WINDOW_COUNT: u64 = 3;
+/// Room each window buffer keeps beyond its share, for the mtr that fills it up.
+const WINDOW_SLACK_BYTES: usize = 64 << 10;
 
 impl Window {
     fn max_bytes_for(memory_limit_bytes: u64) -> usize {
@@ -310,12 +316,41 @@ impl Window {
 
     fn new(max_bytes: usize) -> Window {
         let max_records = max_bytes / std::mem::size_of::<WindowRecord>();
-        Window { bytes: Vec::new(), sorted_bytes: Vec::new(), records: Vec::new(), max_bytes, max_records }
+        Window {
+            bytes: Vec::with_capacity(max_bytes + WINDOW_SLACK_BYTES),
+            sorted_bytes: Vec::with_capacity(max_bytes + WINDOW_SLACK_BYTES),
+            records: Vec::with_capacity(Window::record_capacity(max_records)),
+            max_bytes,
+            max_records,
+        }
     }
 
-    /// The most memory the windows hold together.
+    fn record_capacity(max_records: usize) -> usize {
+        max_records + WINDOW_SLACK_BYTES / std::mem::size_of::<WindowRecord>()
+    }
+
+    /// The most memory the windows hold together, with no mtr larger than the slack in them.
     fn budget_bytes(max_bytes: usize) -> u64 {
-        WINDOW_COUNT * 3 * max_bytes as u64
+        WINDOW_COUNT * 3 * (max_bytes + WINDOW_SLACK_BYTES) as u64
+    }
+
+    /// Empties the window for reuse, giving back what an mtr larger than the slack made its
+    /// buffers grow by.
+    fn empty(&mut self) {
+        self.records.clear();
+        self.bytes.clear();
+        self.sorted_bytes.clear();
+        self.records.shrink_to(Window::record_capacity(self.max_records));
+        self.bytes.shrink_to(self.max_bytes + WINDOW_SLACK_BYTES);
+        self.sorted_bytes.shrink_to(self.max_bytes + WINDOW_SLACK_BYTES);
+    }
+
+    /// The bytes its buffers hold allocated.
+    #[cfg(test)]
+    fn allocated_bytes(&self) -> usize {
+        self.bytes.capacity()
+            + self.sorted_bytes.capacity()
+            + self.records.capacity() * std::mem::size_of::<WindowRecord>()
     }
 
     fn is_empty(&self) -> bool {
@@ -327,6 +362,7 @@ impl Window {
     fn sort(&mut self) {
         self.records.sort_unstable_by_key(|record| record.order);
         self.sorted_bytes.clear();
+        self.sorted_bytes.reserve_exact(self.bytes.len());
         for record in &mut self.records {
             let at = record.payload_at as usize;
             record.payload_at = self.sorted_bytes.len() as u32;
@@ -343,8 +379,13 @@ impl Window {
     /// when the caller applies it next).
     fn push_mtr(&mut self, end_lsn: Lsn, body: &[u8]) -> Result<()> {
         let base = self.bytes.len();
+        self.bytes.reserve_exact(body.len());
         self.bytes.extend_from_slice(body);
         for record in RecordIter::new(body) {
+            if self.records.len() == self.records.capacity() {
+                // Grown by steps, not doubled: only an mtr of many records gets here.
+                self.records.reserve_exact(1024);
+            }
             let page_id = PageId::try_from(record.page_id)
                 .map_err(|_| Error::corrupt(0, format!("redo record names page {}", record.page_id)))?;
             let payload_at = base + (record.payload.as_ptr() as usize - body.as_ptr() as usize);
@@ -441,8 +482,7 @@ impl Apply<'_, '_, '_, '_> {
                 self.report.partial_write_backs += 1;
             }
         }
-        window.records.clear();
-        window.bytes.clear();
+        window.empty();
         Ok(())
     }
 
@@ -492,5 +532,48 @@ impl Apply<'_, '_, '_, '_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod window_memory {
+    //! A window's buffers stay at their budget: they do not double when the mtr that fills a
+    //! window overshoots it, and an mtr larger than the slack is given back when the window is
+    //! emptied for reuse.
+    use super::*;
+
+    /// An mtr body of `records` records of `payload` bytes each.
+    fn mtr_body(records: usize, payload: usize) -> Vec<u8> {
+        let mut mtr = mtr::MtrBuf::new();
+        for page_id in 0..records {
+            mtr.push(redo::kind::CELL_PUT, page_id as u64 + 1, &vec![7u8; payload]);
+        }
+        mtr.body().to_vec()
+    }
+
+    #[test]
+    fn windows_stay_within_their_budget() {
+        let max_bytes = Window::max_bytes_for(0);
+        let mut window = Window::new(max_bytes);
+        let allocated = window.allocated_bytes();
+        assert!(allocated as u64 * WINDOW_COUNT <= Window::budget_bytes(max_bytes));
+        // Small mtrs up to the point the window is full: no growth.
+        let small = mtr_body(2, 100);
+        let mut lsn = 1000;
+        while !window.is_full() {
+            window.push_mtr(Lsn(lsn), &small).unwrap();
+            lsn += 1000;
+        }
+        window.sort();
+        assert_eq!(window.allocated_bytes(), allocated, "a window filled by small mtrs grew");
+        window.empty();
+        // One mtr of 1 MiB (16 times the window): it grows by about 3 times its size, no more.
+        let large = mtr_body(16 << 10, 56);
+        window.push_mtr(Lsn(lsn), &large).unwrap();
+        window.sort();
+        let grown = window.allocated_bytes() - allocated;
+        assert!(grown <= 3 * large.len(), "grew by {grown} bytes for an mtr of {}", large.len());
+        window.empty();
+        assert_eq!(window.allocated_bytes(), allocated, "the large mtr's room was kept after emptying");
     }
 }
