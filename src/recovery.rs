@@ -317,12 +317,16 @@ impl Window {
     fn new(max_bytes: usize) -> Window {
         let max_records = max_bytes / std::mem::size_of::<WindowRecord>();
         Window {
-            bytes: Vec::with_capacity(max_bytes + WINDOW_SLACK_BYTES),
-            sorted_bytes: Vec::with_capacity(max_bytes + WINDOW_SLACK_BYTES),
+            bytes: Vec::with_capacity(Window::byte_capacity(max_bytes)),
+            sorted_bytes: Vec::with_capacity(Window::byte_capacity(max_bytes)),
             records: Vec::with_capacity(Window::record_capacity(max_records)),
             max_bytes,
             max_records,
         }
+    }
+
+    fn byte_capacity(max_bytes: usize) -> usize {
+        max_bytes + WINDOW_SLACK_BYTES
     }
 
     fn record_capacity(max_records: usize) -> usize {
@@ -331,7 +335,7 @@ impl Window {
 
     /// The most memory the windows hold together, with no mtr larger than the slack in them.
     fn budget_bytes(max_bytes: usize) -> u64 {
-        WINDOW_COUNT * 3 * (max_bytes + WINDOW_SLACK_BYTES) as u64
+        WINDOW_COUNT * 3 * Window::byte_capacity(max_bytes) as u64
     }
 
     /// Empties the window for reuse, giving back what an mtr larger than the slack made its
@@ -341,8 +345,8 @@ impl Window {
         self.bytes.clear();
         self.sorted_bytes.clear();
         self.records.shrink_to(Window::record_capacity(self.max_records));
-        self.bytes.shrink_to(self.max_bytes + WINDOW_SLACK_BYTES);
-        self.sorted_bytes.shrink_to(self.max_bytes + WINDOW_SLACK_BYTES);
+        self.bytes.shrink_to(Window::byte_capacity(self.max_bytes));
+        self.sorted_bytes.shrink_to(Window::byte_capacity(self.max_bytes));
     }
 
     /// The bytes its buffers hold allocated.
