@@ -104,6 +104,40 @@ pub enum Error {
         /// The first failure.
         cause: String,
     },
+    /// The data file is of a format version this build does not read.
+    #[error("{path} is an mtrdb database of format version {found}; this build reads version {supported} only (load a dump of it with `mtrdb load`)")]
+    FormatVersion {
+        /// The data file.
+        path: String,
+        /// The version the file records.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// A keyspace name that is not allowed.
+    #[error("invalid keyspace name {name:?}: {detail}")]
+    KeyspaceName {
+        /// The name given.
+        name: String,
+        /// Why it is refused.
+        detail: String,
+    },
+    /// The keyspace was dropped after this handle to it was made.
+    #[error("keyspace {name:?} was dropped")]
+    KeyspaceDropped {
+        /// Its name.
+        name: String,
+    },
+    /// A write of a database from inside a transaction of the same database on the same thread
+    /// (which holds the writer lock the write would wait for).
+    #[error("a write of this database was made inside one of its transactions on the same thread; write through the transaction instead")]
+    InsideTransaction,
+    /// A keyspace handle of another database was used in this one's batch.
+    #[error("a batch for this database names keyspace {name:?} of another database")]
+    ForeignKeyspace {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// The result type of mtrdb.

@@ -45,6 +45,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod btree;
+mod catalog;
 pub mod check;
 pub mod checkpoint;
 pub mod db;
@@ -67,8 +68,11 @@ pub mod fault;
 pub struct ReadmeDoctests;
 
 pub use bytes::Bytes;
-pub use check::CheckReport;
-pub use db::{Db, Durability, Iter, Options, Stats, WriteBatch, MAX_VALUE_BYTES};
+pub use catalog::{FREE_PAGES_PER_BATCH, MAX_KEYSPACE_NAME_BYTES};
+pub use check::{CheckReport, KeyspaceReport};
+pub use db::{
+    Db, Durability, Iter, Keyspace, Options, Stats, Transaction, TransactionRange, WriteBatch, MAX_VALUE_BYTES,
+};
 pub use error::{Error, Result};
 pub use page::MAX_KEY_BYTES;
 pub use recovery::RecoveryReport;

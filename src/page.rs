@@ -51,16 +51,22 @@
 //!
 //! # Meta page (page 0)
 //!
-//! | offset | size | field        |                                                          |
-//! |--------|------|--------------|----------------------------------------------------------|
-//! | 32     | 8    | magic        | `b"mtrdbDAT"`                                            |
-//! | 40     | 4    | version      | 1                                                        |
-//! | 44     | 4    | `page_size`  | bytes, a power of two in 4096..=65536                    |
-//! | 48     | 8    | `log_id`     | the id in the redo log's header: the pair belongs together |
-//! | 56     | 4    | `root`       | root page id                                             |
-//! | 60     | 4    | `height`     | levels of the tree; 1 when the root is a leaf            |
-//! | 64     | 4    | `page_count` | pages in use or free: ids 0..page_count                  |
-//! | 68     | 4    | `free_head`  | first page of the free list, 0 = empty                   |
+//! | offset | size | field          |                                                          |
+//! |--------|------|----------------|----------------------------------------------------------|
+//! | 32     | 8    | magic          | `b"mtrdbDAT"`                                            |
+//! | 40     | 4    | version        | [`FORMAT_VERSION`] (2); version 1 had one tree and no catalog |
+//! | 44     | 4    | `page_size`    | bytes, a power of two in 4096..=65536                    |
+//! | 48     | 8    | `log_id`       | the id in the redo log's header: the pair belongs together |
+//! | 56     | 4    | `catalog_root` | root page of the catalog tree ([`crate::catalog`])       |
+//! | 60     | 4    | `page_count`   | pages in use or free: ids 0..page_count                  |
+//! | 64     | 4    | `free_head`    | first page of the free list, 0 = empty                   |
+//! | 68     | 8    | `next_tree_id` | the id the next keyspace created gets (ids are never reused) |
+//!
+//! # Trees
+//! Every tree (the catalog and each keyspace) keeps its root page for its whole life: a root
+//! split moves the root's cells into a new child and the root becomes a branch one level up, and
+//! a root left with one child takes that child's cells back. A tree's height is its root's level
+//! plus one, so nothing outside the root page changes when a tree grows or shrinks a level.
 
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -87,7 +93,9 @@ pub const BRANCH_CELL_PREFIX: usize = 6;
 const _: () = assert!(LEAF_CELL_PREFIX == BRANCH_CELL_PREFIX, "Node::key reads both cell kinds alike");
 const OVERFLOW_FLAG: u32 = 0x8000_0000;
 const META_MAGIC: [u8; 8] = *b"mtrdbDAT";
-const META_VERSION: u32 = 1;
+/// The data file format this build reads and writes (the meta page's `version`).
+pub const FORMAT_VERSION: u32 = 2;
+const META_VERSION: u32 = FORMAT_VERSION;
 
 /// The header every page starts with.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Debug, Clone, Copy)]
@@ -128,16 +136,18 @@ pub struct MetaBody {
     pub page_size: U32,
     /// Pairs the data file with its redo log.
     pub log_id: U64,
-    /// Root page.
-    pub root: U32,
-    /// Tree levels.
-    pub height: U32,
+    /// Root page of the catalog.
+    pub catalog_root: U32,
     /// Page ids in use: `0..page_count`.
     pub page_count: U32,
     /// First free page, 0 = none.
     pub free_head: U32,
+    /// The next keyspace's id.
+    pub next_tree_id: U64,
 }
-const _: () = assert!(std::mem::size_of::<MetaBody>() == 40);
+const _: () = assert!(std::mem::size_of::<MetaBody>() == 44);
+/// Bytes from the start of the data file that hold the meta page's fixed fields.
+pub const META_PREFIX_BYTES: usize = HEADER_BYTES + std::mem::size_of::<MetaBody>();
 
 /// What a page is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -173,26 +183,27 @@ impl PageKind {
 /// The decoded fields of the meta page that change.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub struct MetaState {
-    /// Root page.
-    pub root: PageId,
-    /// Tree levels (1 = the root is a leaf).
-    pub height: u32,
+    /// Root page of the catalog tree.
+    pub catalog_root: PageId,
     /// Page ids `0..page_count` are in use or free.
     pub page_count: u32,
     /// First free page, 0 = none.
     pub free_head: PageId,
+    /// The id the next keyspace created gets.
+    pub next_tree_id: u64,
 }
 
 impl MetaState {
-    /// Whether the fields are consistent: a root inside the file, at most 64 levels, a free list
-    /// head inside the file. [`validate`] and the redo records that set them both require it.
+    /// Whether the fields are consistent: a catalog root inside the file, a free list head
+    /// inside the file, tree ids past the default keyspace's. [`validate`] and the redo records
+    /// that set them both require it.
     #[must_use]
     pub fn is_plausible(&self) -> bool {
-        (1..=64).contains(&self.height)
-            && self.page_count >= 2
-            && self.root != 0
-            && self.root < self.page_count
+        self.page_count >= 3
+            && self.catalog_root != 0
+            && self.catalog_root < self.page_count
             && self.free_head < self.page_count
+            && self.next_tree_id >= 2
     }
 }
 
@@ -426,6 +437,16 @@ impl<'a> Node<'a> {
         &rest[..len]
     }
 
+    /// Every cell, concatenated in key order (as a `NODE_FORMAT` record carries them).
+    #[must_use]
+    pub fn cells_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len());
+        for index in 0..self.len() {
+            out.extend_from_slice(self.cell(index));
+        }
+        out
+    }
+
     /// The key of the cell at `index`.
     #[must_use]
     pub fn key(&self, index: usize) -> &'a [u8] {
@@ -608,10 +629,10 @@ pub(crate) fn meta_body_mut(page: &mut [u8]) -> &mut MetaBody {
 pub fn meta_state(page: &[u8]) -> MetaState {
     match meta_body(page) {
         Some(meta) => MetaState {
-            root: meta.root.get(),
-            height: meta.height.get(),
+            catalog_root: meta.catalog_root.get(),
             page_count: meta.page_count.get(),
             free_head: meta.free_head.get(),
+            next_tree_id: meta.next_tree_id.get(),
         },
         None => MetaState::default(),
     }
@@ -636,10 +657,10 @@ pub(crate) fn init_meta(page: &mut [u8], log_id: u64) {
 /// Sets the changing fields of a meta page (for [`crate::redo`]).
 pub(crate) fn set_meta_state(page: &mut [u8], state: MetaState) {
     let meta = meta_body_mut(page);
-    meta.root.set(state.root);
-    meta.height.set(state.height);
+    meta.catalog_root.set(state.catalog_root);
     meta.page_count.set(state.page_count);
     meta.free_head.set(state.free_head);
+    meta.next_tree_id.set(state.next_tree_id);
 }
 
 /// Reads the page size a data file claims, from the first bytes of its meta page, before the
@@ -648,6 +669,14 @@ pub(crate) fn set_meta_state(page: &mut [u8], state: MetaState) {
 pub fn claimed_page_size(first_bytes: &[u8]) -> Option<usize> {
     let meta = meta_body(first_bytes)?;
     (meta.magic == META_MAGIC).then_some(meta.page_size.get() as usize)
+}
+
+/// Reads the format version a data file claims, from the first bytes of its meta page (see
+/// [`claimed_page_size`]): `None` if they do not start like an mtrdb meta page.
+#[must_use]
+pub fn claimed_format_version(first_bytes: &[u8]) -> Option<u32> {
+    let meta = meta_body(first_bytes)?;
+    (meta.magic == META_MAGIC).then_some(meta.version.get())
 }
 
 /// A cheap check that the editing primitives can work on `page` without going out of bounds:

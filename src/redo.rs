@@ -27,7 +27,7 @@
 //! | 22   | `CELLS_APPEND`  | cells, all greater than the page's keys: appended (merges)       |
 //! | 23   | `SET_LINK`      | `link: u32`                                                      |
 //! | 24   | `META_INIT`     | `log_id: u64`, then the `META_SET` payload: page 0 becomes a meta page |
-//! | 25   | `META_SET`      | `root: u32`, `height: u32`, `page_count: u32`, `free_head: u32` |
+//! | 25   | `META_SET`      | `catalog_root: u32`, `page_count: u32`, `free_head: u32`, `next_tree_id: u64` |
 //! | 26   | `BATCH_ABORT`   | empty, on page 0, in an mtr flagged [`MTR_ABORT`]: never applied |
 //! | 27   | `CELL_PUT_AT`   | `slot: u16`, `replace: u8` (0 or 1), one cell: with `replace` 1 it replaces the cell at `slot`, which must hold the same key; with 0 it is inserted at `slot`, which must lie between the keys below and above it. A put whose slot the writer already found, so neither the forward path nor recovery searches the page again |
 //!
@@ -196,9 +196,10 @@ impl Change<'_> {
 }
 
 fn encode_meta_state(out: &mut Vec<u8>, state: MetaState) {
-    for field in [state.root, state.height, state.page_count, state.free_head] {
+    for field in [state.catalog_root, state.page_count, state.free_head] {
         out.extend_from_slice(&field.to_le_bytes());
     }
+    out.extend_from_slice(&state.next_tree_id.to_le_bytes());
 }
 
 /// Whether a record kind rebuilds its page from nothing, so the page's prior bytes (even torn
@@ -376,7 +377,7 @@ pub(crate) fn apply_to_valid_page(
             page::header_mut(page).link.set(link);
         }
         kind::META_INIT => {
-            if page_id != page::META_PAGE_ID || payload.len() != 8 + 16 {
+            if page_id != page::META_PAGE_ID || payload.len() != 8 + META_STATE_BYTES {
                 return Err(fail("meta init off page 0 or of the wrong size"));
             }
             let log_id = u64::from_le_bytes(payload[..8].try_into().map_err(|_| fail("log id"))?);
@@ -398,15 +399,18 @@ pub(crate) fn apply_to_valid_page(
     Ok(())
 }
 
+/// Bytes of an encoded [`MetaState`].
+const META_STATE_BYTES: usize = 20;
+
 fn decode_meta_state(bytes: &[u8]) -> Option<MetaState> {
-    if bytes.len() != 16 {
+    if bytes.len() != META_STATE_BYTES {
         return None;
     }
     Some(MetaState {
-        root: u32_at(bytes, 0)?,
-        height: u32_at(bytes, 4)?,
-        page_count: u32_at(bytes, 8)?,
-        free_head: u32_at(bytes, 12)?,
+        catalog_root: u32_at(bytes, 0)?,
+        page_count: u32_at(bytes, 4)?,
+        free_head: u32_at(bytes, 8)?,
+        next_tree_id: u64::from_le_bytes(bytes[12..20].try_into().ok()?),
     })
 }
 
@@ -458,7 +462,7 @@ pub fn kind_name(record_kind: u8) -> Option<&'static str> {
 /// A one-line, human-readable description of a record, for inspection tools (`mtrdb log`): the
 /// kind's name and a short summary of the change, such as
 /// `CELL_PUT key="user42" (inline 100 B)`, `NODE_FORMAT leaf level=0 link=0 cells=17` or
-/// `META_SET root=5 height=2 pages=40 free_head=0`. Keys are shown escaped and shortened.
+/// `META_SET catalog_root=1 pages=40 free_head=0 next_tree_id=2`. Keys are shown escaped and shortened.
 ///
 /// Never panics, whatever the payload: a payload that does not decode is described as
 /// malformed. Only the record's own bytes are read, so a cell's form (leaf or branch) is inferred
@@ -537,7 +541,10 @@ pub fn escape_bytes(bytes: &[u8], max: usize) -> String {
 }
 
 fn describe_meta_state(state: MetaState) -> String {
-    format!("root={} height={} pages={} free_head={}", state.root, state.height, state.page_count, state.free_head)
+    format!(
+        "catalog_root={} pages={} free_head={} next_tree_id={}",
+        state.catalog_root, state.page_count, state.free_head, state.next_tree_id
+    )
 }
 
 fn describe_node_format(payload: &[u8]) -> Option<String> {
@@ -635,10 +642,10 @@ mod describe_tests {
             describe_record(kind::NODE_FORMAT, &format),
             "NODE_FORMAT leaf level=0 link=0 cells=2 keys \"user42\"..\"big\""
         );
-        let state = MetaState { root: 5, height: 2, page_count: 40, free_head: 0 };
+        let state = MetaState { catalog_root: 1, page_count: 40, free_head: 0, next_tree_id: 2 };
         assert_eq!(
             describe_record(kind::META_SET, &payload(&Change::MetaSet { state })),
-            "META_SET root=5 height=2 pages=40 free_head=0"
+            "META_SET catalog_root=1 pages=40 free_head=0 next_tree_id=2"
         );
         assert_eq!(describe_record(kind::SET_LINK, &payload(&Change::SetLink { link: 9 })), "SET_LINK link=9");
         assert_eq!(describe_record(kind::CELL_DELETE, b"k"), "CELL_DELETE key=\"k\"");
@@ -694,14 +701,14 @@ mod apply_refusals {
     #[test]
     fn an_implausible_meta_state_is_refused() {
         let mut page = vec![0u8; 4096];
-        let good = MetaState { root: 1, height: 1, page_count: 2, free_head: 0 };
+        let good = MetaState { catalog_root: 1, page_count: 3, free_head: 0, next_tree_id: 2 };
         apply(kind::META_INIT, 0, &encoded(&Change::MetaInit { log_id: 7, state: good }), &mut page).unwrap();
         for state in [
-            MetaState { root: 0, ..good },
-            MetaState { root: 2, ..good },
-            MetaState { height: 0, ..good },
-            MetaState { height: 65, ..good },
-            MetaState { free_head: 2, ..good },
+            MetaState { catalog_root: 0, ..good },
+            MetaState { catalog_root: 3, ..good },
+            MetaState { page_count: 2, ..good },
+            MetaState { next_tree_id: 1, ..good },
+            MetaState { free_head: 3, ..good },
         ] {
             assert!(apply(kind::META_SET, 0, &encoded(&Change::MetaSet { state }), &mut page).is_err(), "{state:?}");
             let mut fresh = vec![0u8; 4096];

@@ -25,14 +25,17 @@ use clap::{Parser, Subcommand};
 
 /// The format `dump` writes and `load` reads, for `--help`.
 const DUMP_FORMAT_HELP: &str = "\
-Dump format (text, version 1):
-  # mtrdb dump v1
-  <hex key><TAB><hex value>      one line per entry, keys ascending
+Dump format (text, version 2; load also reads version 1, into the default keyspace):
+  # mtrdb dump v2
+  <hex key><TAB><hex value>      the default keyspace's entries, keys ascending
+  # keyspace <hex name>          then each named keyspace (by name) and its entries
+  <hex key><TAB><hex value>
   ...
-  # end entries=<N>
+  # end entries=<N> keyspaces=<K>
 Hex digits are lowercase pairs (load accepts either case); an empty value is an empty field.
-Other lines starting with '#' and blank lines are ignored. The trailer line is required: a
-dump without it (cut short) is refused. Lines end with LF.";
+A keyspace line creates the keyspace even with no entries. Other lines starting with '#' and
+blank lines are ignored. The trailer line is required: a dump without it (cut short) is
+refused. Lines end with LF.";
 
 #[derive(Parser)]
 #[command(

@@ -128,10 +128,10 @@ fn print_meta(out: &mut impl Write, bytes: &[u8]) -> Outcome {
     writeln!(out, "  version       {}", u32_at(bytes, at + 8).unwrap_or(0))?;
     writeln!(out, "  page_size     {}", u32_at(bytes, at + 12).unwrap_or(0))?;
     writeln!(out, "  log_id        {:#018x}", page::meta_log_id(bytes))?;
-    writeln!(out, "  root          {}", state.root)?;
-    writeln!(out, "  height        {}", state.height)?;
+    writeln!(out, "  catalog_root  {}", state.catalog_root)?;
     writeln!(out, "  page_count    {}", state.page_count)?;
     writeln!(out, "  free_head     {}", state.free_head)?;
+    writeln!(out, "  next_tree_id  {}", state.next_tree_id)?;
     Ok(())
 }
 

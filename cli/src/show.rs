@@ -47,7 +47,7 @@ pub fn file_len(overlay: &OverlayDir, name: &str) -> Outcome<Option<u64>> {
 pub fn claimed_page_size(overlay: &OverlayDir) -> Outcome<Option<usize>> {
     for name in [DATA_FILE, DOUBLEWRITE_FILE] {
         let Some(file) = original(overlay, name)? else { continue };
-        let mut first_bytes = vec![0u8; page::HEADER_BYTES + 40];
+        let mut first_bytes = vec![0u8; page::META_PREFIX_BYTES];
         if file.read_exact_at(&mut first_bytes, 0).is_err() {
             continue;
         }

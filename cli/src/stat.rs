@@ -189,6 +189,25 @@ fn print_tree(out: &mut impl Write, check: &CheckReport) -> Outcome {
         })
         .collect();
     writeln!(out, "fill          {}", fill.join(", "))?;
+    print_keyspaces(out, check)
+}
+
+/// One line per named keyspace, and the catalog's own pages.
+fn print_keyspaces(out: &mut impl Write, check: &CheckReport) -> Outcome {
+    for keyspace in &check.keyspaces {
+        writeln!(
+            out,
+            "keyspace      {:?}: {} entries, height {}, {} pages",
+            keyspace.name, keyspace.entries, keyspace.height, keyspace.pages
+        )?;
+    }
+    writeln!(
+        out,
+        "catalog       {} keyspaces and the default, {} pages; {} pages of dropped keyspaces not yet freed",
+        check.keyspaces.len(),
+        check.catalog_pages,
+        check.dropped_pages
+    )?;
     Ok(())
 }
 
@@ -211,6 +230,7 @@ pub fn check(dir: &Path) -> Outcome {
         check.overflow_pages,
         check.free_pages
     )?;
+    print_keyspaces(&mut out, &check)?;
     writeln!(out, "recovery in memory: {}", recovery_summary(&report))?;
     out.flush()?;
     Ok(())

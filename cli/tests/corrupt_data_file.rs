@@ -24,18 +24,19 @@ fn damaged_pages_are_reported_not_panicked_on() {
     mtrdb_ok(&["recover", path]);
     let data = dir.path().join("data.mtrdb");
 
-    // A leaf in the middle of the tree: page 2 is a leaf in this fixture.
-    assert!(mtrdb_ok(&["page", path, "2"]).contains("kind          leaf"));
-    overwrite(&data, 2 * 4096 + 3000, b"not what the checksum covers");
+    // A leaf in the middle of the tree: page 3 is a leaf in this fixture (page 1 is the
+    // catalog, page 2 the root).
+    assert!(mtrdb_ok(&["page", path, "3"]).contains("kind          leaf"));
+    overwrite(&data, 3 * 4096 + 3000, b"not what the checksum covers");
     let before = snapshot(dir.path());
     let stderr = mtrdb_fails(&["check", path]);
-    assert!(stderr.contains("page 2") && stderr.contains("checksum"), "{stderr}");
+    assert!(stderr.contains("page 3") && stderr.contains("checksum"), "{stderr}");
     let stderr = mtrdb_fails(&["stat", path]);
-    assert!(stderr.contains("page 2"), "{stderr}");
+    assert!(stderr.contains("page 3"), "{stderr}");
     let stat = common::mtrdb(&["stat", path]);
     let stdout = String::from_utf8(stat.stdout).unwrap();
-    assert!(stdout.contains("page 2 damaged: checksum"), "stat shows what it could: {stdout}");
-    let page = mtrdb_ok(&["page", path, "2"]);
+    assert!(stdout.contains("page 3 damaged: checksum"), "stat shows what it could: {stdout}");
+    let page = mtrdb_ok(&["page", path, "3"]);
     assert!(page.contains("DAMAGED") && page.contains("MISMATCH"), "{page}");
     mtrdb_fails(&["dump", path]);
     assert_eq!(snapshot(dir.path()), before, "inspecting a damaged database changed it");

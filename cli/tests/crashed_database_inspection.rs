@@ -60,10 +60,10 @@ fn inspection_of_a_crashed_database_changes_nothing_and_recover_makes_it_clean()
     let check = mtrdb_ok(&["check", path]);
     assert!(check.starts_with(&format!("ok: {} entries", model.len())), "{check}");
 
-    // page: the meta page, the root, a page beyond the end.
+    // page: the meta page, a leaf (page 3: the root's first child), a page beyond the end.
     let meta = mtrdb_ok(&["page", path, "0"]);
     assert!(meta.contains("kind          meta") && meta.contains("status        valid"), "{meta}");
-    let leaf = mtrdb_ok(&["page", path, "1", "--recovered"]);
+    let leaf = mtrdb_ok(&["page", path, "3", "--recovered"]);
     assert!(leaf.contains("key \"key"), "{leaf}");
     mtrdb_fails(&["page", path, "100000"]);
 

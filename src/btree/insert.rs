@@ -10,8 +10,8 @@ use crate::redo::Change;
 use super::{node_at, BatchWriter};
 
 impl<'a> BatchWriter<'a> {
-    /// Inserts or replaces `key`.
-    pub(crate) fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+    /// Inserts or replaces `key` in the tree at `root`; whether the key is new.
+    pub(crate) fn insert(&mut self, root: PageId, key: &[u8], value: &[u8]) -> Result<bool> {
         let max_cell = page::max_cell_bytes(self.page_size);
         let inline = page::leaf_cell_len(key.len(), Some(value.len())) <= max_cell;
         let value_form = if inline {
@@ -22,20 +22,50 @@ impl<'a> BatchWriter<'a> {
         let mut cell = std::mem::take(&mut self.cell);
         cell.clear();
         page::encode_leaf_cell(&mut cell, key, value_form);
-        let result = self.put_cell(key, &cell);
+        let result = self.put_cell(root, key, &cell);
         self.cell = cell;
-        if let Some(old_chain) = result? {
+        let (new, old_chain) = result?;
+        if let Some(old_chain) = old_chain {
             self.free_overflow(old_chain)?;
         }
-        Ok(())
+        Ok(new)
     }
 
-    /// Puts a leaf cell; returns the overflow chain of a replaced value, to free.
-    fn put_cell(&mut self, key: &[u8], cell: &[u8]) -> Result<Option<PageId>> {
-        self.begin_mtr()?;
-        let path = self.descend(key)?;
+    /// Replaces the inline value of `key`, present in the tree at `root`, with `value` of the
+    /// same length, in the open mtr (a small fixed-size record such as a catalog entry's count:
+    /// it always fits, so it never splits, and needs no mtr of its own).
+    pub(crate) fn replace_same_size(&mut self, root: PageId, key: &[u8], value: &[u8]) -> Result<()> {
+        let path = self.descend(root, key)?;
         let Some(&(leaf_id, _)) = path.last() else {
-            return Err(Error::corrupt(self.meta.root, "empty path"));
+            return Err(Error::corrupt(root, "empty path"));
+        };
+        self.path_buffer = path;
+        let slot = {
+            let page = self.read(leaf_id)?;
+            let node = node_at(&page, leaf_id, 0)?;
+            match node.search(key) {
+                Ok(index) if matches!(node.leaf_value(index), LeafValue::Inline(old) if old.len() == value.len()) => {
+                    index
+                }
+                _ => return Err(Error::corrupt(leaf_id, "the value to replace is absent or of another size")),
+            }
+        };
+        let mut cell = std::mem::take(&mut self.cell);
+        cell.clear();
+        page::encode_leaf_cell(&mut cell, key, LeafValue::Inline(value));
+        let slot = u16::try_from(slot).map_err(|_| Error::corrupt(leaf_id, "more slots than a page holds"));
+        let result = slot.and_then(|slot| self.change(leaf_id, Change::CellPutAt { slot, replace: true, cell: &cell }));
+        self.cell = cell;
+        result
+    }
+
+    /// Puts a leaf cell; returns whether the key is new, and the overflow chain of a replaced
+    /// value, to free.
+    fn put_cell(&mut self, root: PageId, key: &[u8], cell: &[u8]) -> Result<(bool, Option<PageId>)> {
+        self.begin_mtr()?;
+        let path = self.descend(root, key)?;
+        let Some(&(leaf_id, _)) = path.last() else {
+            return Err(Error::corrupt(root, "empty path"));
         };
         let (fits, old_chain, found) = {
             let page = self.read(leaf_id)?;
@@ -66,6 +96,6 @@ impl<'a> BatchWriter<'a> {
             self.split_leaf(&path, cell)?;
         }
         self.path_buffer = path;
-        Ok(old_chain)
+        Ok((found.is_err(), old_chain))
     }
 }

@@ -1,4 +1,8 @@
-//! The B+tree: search, insert, delete, split, merge and overflow chains, built as mtrs.
+//! The B+trees: search, insert, delete, split, merge and overflow chains, built as mtrs.
+//!
+//! A database holds several trees (the catalog and one per keyspace, see [`crate::catalog`]),
+//! each named by its root page, which it keeps for its whole life: every operation here takes
+//! the root of the tree it acts on, and a tree's height is its root's level plus one.
 //!
 //! Readers descend through a `PageSource` (the newest committed state, or a snapshot).
 //! Writers use a `BatchWriter`, which owns the open mtr: every page change is a [`Change`]
@@ -11,9 +15,12 @@
 //! - A leaf split, with every branch split it causes up to and including a root split (the tree
 //!   grows a level): one mtr. It logs the moved cells in `NODE_FORMAT` of the new page,
 //!   `TRUNCATE_FROM` and `SET_LINK` on the old one, `CELL_PUT` on the parent, and the allocation
-//!   (`META_SET`, coalesced to one per mtr).
+//!   (`META_SET`, coalesced to one per mtr). A root split keeps the root's page: the root's cells
+//!   move to a new child (`NODE_FORMAT`) and the root is formatted as a branch over it and the
+//!   split's right page.
 //! - A delete, with the merges it causes (leaf into sibling, then branches upward) and a root
-//!   collapse (the tree loses a level): one mtr.
+//!   collapse (the tree loses a level: the root takes its only child's cells, `NODE_FORMAT`, and
+//!   the child is freed): one mtr.
 //! - A large value: its overflow chain is written in mtrs of at most [`OVERFLOW_MTR_BYTES`], before
 //!   the mtr that puts the cell pointing to it; a replaced or removed chain is freed in mtrs after.
 //! - A user batch is the sequence of mtrs of its operations; the last carries
@@ -29,6 +36,7 @@
 //! - `split`: leaf and branch splits, up to a root split, and where to split.
 //! - `remove`: removing a key, merging underfull nodes upward, collapsing the root.
 //! - `overflow`: overflow chains: reading, writing and freeing them.
+//! - `reclaim`: freeing a dropped tree, a bounded part at a time.
 //!
 //! [`Change`]: crate::redo::Change
 //! [`redo::apply`]: crate::redo::apply
@@ -38,12 +46,14 @@ mod free_list;
 mod insert;
 mod overflow;
 mod read;
+mod reclaim;
 mod remove;
 mod split;
 mod writer;
 
 pub(crate) use overflow::{append_overflow_page, check_overflow_read, overflow_buffer};
 pub(crate) use read::{chunk_backward, chunk_forward, get, ChunkEntry, ChunkValue, LeafChunk};
+pub(crate) use writer::FirstPages;
 
 use mtr::{Log, MtrBuf};
 
@@ -90,6 +100,12 @@ pub(crate) fn read_meta(source: &impl PageSource) -> Result<MetaState> {
         return Err(Error::corrupt(page::META_PAGE_ID, "page 0 is not the meta page"));
     }
     Ok(page::meta_state(&page))
+}
+
+/// The level of a tree's root node (the tree's height minus one), from the root page's bytes.
+pub(crate) fn root_level(page: &[u8], root: PageId) -> Result<u32> {
+    let node = Node::new(page).ok_or_else(|| Error::corrupt(root, "a tree's root is not a node"))?;
+    Ok(u32::from(node.header().level))
 }
 
 /// A node page, checked to be at the expected level.

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::page::{LeafValue, PageId};
 
 use super::overflow::read_value;
-use super::{node_at, read_meta, PageSource};
+use super::{node_at, read_meta, root_level, PageSource};
 
 /// A value as an iterator fill finds it: inline bytes (a range of the chunk's copy of its leaf),
 /// or where its overflow chain starts (the iterator reads the chain when it yields the entry).
@@ -41,12 +41,12 @@ fn entry_in(page: &[u8], key: &[u8], value: LeafValue<'_>) -> ChunkEntry {
     ChunkEntry { key: range_in(page, key), value }
 }
 
-/// Point lookup.
-pub(crate) fn get(source: &impl PageSource, key: &[u8], page_size: usize) -> Result<Option<Vec<u8>>> {
-    let meta = read_meta(source)?;
-    let mut page_id = meta.root;
-    for level in (0..meta.height).rev() {
-        let page = source.page(page_id)?;
+/// Point lookup in the tree rooted at `root`.
+pub(crate) fn get(source: &impl PageSource, root: PageId, key: &[u8], page_size: usize) -> Result<Option<Vec<u8>>> {
+    let mut page_id = root;
+    let mut page = source.page(root)?;
+    let mut level = root_level(&page, root)?;
+    loop {
         let node = node_at(&page, page_id, level)?;
         if level == 0 {
             return match node.search(key) {
@@ -55,8 +55,9 @@ pub(crate) fn get(source: &impl PageSource, key: &[u8], page_size: usize) -> Res
             };
         }
         page_id = node.child(node.child_index_for(key));
+        level -= 1;
+        page = source.page(page_id)?;
     }
-    Err(Error::corrupt(meta.root, "tree of height 0"))
 }
 
 /// The entries of one leaf that lie within `(low, high)`, read for an iterator: collected
@@ -95,16 +96,18 @@ fn within_high(key: &[u8], high: &Bound<Vec<u8>>) -> bool {
 /// link is consistent with it), else the one a descent from the root finds.
 pub(crate) fn chunk_forward(
     source: &impl PageSource,
+    root: PageId,
     low: &Bound<Vec<u8>>,
     high: &Bound<Vec<u8>>,
     from_leaf: Option<PageId>,
 ) -> Result<LeafChunk> {
     let meta = read_meta(source)?;
-    let mut page_id = meta.root;
+    let mut page_id = root;
     if let Some(leaf) = from_leaf {
         page_id = leaf;
     } else {
-        for level in (1..meta.height).rev() {
+        let height = root_level(&source.page(root)?, root)? + 1;
+        for level in (1..height).rev() {
             let page = source.page(page_id)?;
             let node = node_at(&page, page_id, level)?;
             page_id = match low {
@@ -154,19 +157,21 @@ pub(crate) fn chunk_forward(
 /// The previous entries before `high` (and within `low`), last key first: all those of one leaf.
 pub(crate) fn chunk_backward(
     source: &impl PageSource,
+    root: PageId,
     low: &Bound<Vec<u8>>,
     high: &Bound<Vec<u8>>,
 ) -> Result<LeafChunk> {
     let meta = read_meta(source)?;
+    let height = root_level(&source.page(root)?, root)? + 1;
     let mut high = high.clone();
     // Each round descends to the leaf that would hold the largest key within `high`; if that leaf
     // has none, everything in it is at or above its lower fence, so search again below the fence.
     for _ in 0..=meta.page_count {
-        let mut page_id = meta.root;
+        let mut page_id = root;
         // Where the leaf's lower fence is (the deepest separator below the path): read once,
         // after the descent, rather than copied at every level.
         let mut fence_at: Option<(PageId, u32, usize)> = None;
-        for level in (1..meta.height).rev() {
+        for level in (1..height).rev() {
             let page = source.page(page_id)?;
             let node = node_at(&page, page_id, level)?;
             let index = match &high {
@@ -226,5 +231,5 @@ pub(crate) fn chunk_backward(
             high = Bound::Excluded(fence.to_vec());
         }
     }
-    Err(Error::corrupt(meta.root, "backward search does not terminate"))
+    Err(Error::corrupt(root, "backward search does not terminate"))
 }

@@ -5,16 +5,16 @@
 //! This module must not start an mtr in the middle of a rebalance (a remove and its merges are
 //! one mtr).
 
-use crate::error::Result;
-use crate::page::{self, LeafValue, PageId, SLOT_BYTES};
+use crate::error::{Error, Result};
+use crate::page::{self, LeafValue, Node, PageId, PageKind, SLOT_BYTES};
 use crate::redo::Change;
 
 use super::{node_at, BatchWriter};
 
 impl<'a> BatchWriter<'a> {
-    /// Removes `key`; whether it was there.
-    pub(crate) fn remove(&mut self, key: &[u8]) -> Result<bool> {
-        let path = self.descend(key)?;
+    /// Removes `key` from the tree at `root`; whether it was there.
+    pub(crate) fn remove(&mut self, root: PageId, key: &[u8]) -> Result<bool> {
+        let path = self.descend(root, key)?;
         let Some(&(leaf_id, _)) = path.last() else { return Ok(false) };
         let old_chain = {
             let page = self.read(leaf_id)?;
@@ -45,9 +45,9 @@ impl<'a> BatchWriter<'a> {
         loop {
             let (page_id, _) = path[depth];
             if depth == 0 {
-                return self.collapse_root();
+                return self.collapse_root(page_id);
             }
-            let level = self.meta.height - 1 - depth as u32;
+            let level = (path.len() - 1 - depth) as u32;
             let used = {
                 let page = self.read(page_id)?;
                 node_at(&page, page_id, level)?.used_bytes() - page::HEADER_BYTES
@@ -109,22 +109,26 @@ impl<'a> BatchWriter<'a> {
         Ok(true)
     }
 
-    fn collapse_root(&mut self) -> Result<()> {
+    /// While the root is a branch with one child and no keys, takes that child's cells into the
+    /// root (which keeps its page) and frees the child: the tree loses a level.
+    fn collapse_root(&mut self, root: PageId) -> Result<()> {
         loop {
-            let root = self.meta.root;
             let only_child = {
                 let page = self.read(root)?;
-                let node = node_at(&page, root, self.meta.height - 1)?;
+                let node = Node::new(&page).ok_or_else(|| Error::corrupt(root, "a tree's root is not a node"))?;
                 if node.is_leaf() || !node.is_empty() {
                     return Ok(());
                 }
                 node.child(0)
             };
-            let mut meta = self.meta;
-            meta.root = only_child;
-            meta.height -= 1;
-            self.set_meta(meta);
-            self.free(root)?;
+            let (node_kind, level, link, cells) = {
+                let page = self.read(only_child)?;
+                let node = Node::new(&page).ok_or_else(|| Error::corrupt(only_child, "expected a tree node"))?;
+                let kind = if node.is_leaf() { PageKind::Leaf } else { PageKind::Branch };
+                (kind, node.header().level, node.link(), node.cells_bytes())
+            };
+            self.change(root, Change::NodeFormat { node_kind, level, link, cells: &cells })?;
+            self.free(only_child)?;
             self.counts.root_collapses += 1;
         }
     }

@@ -52,33 +52,24 @@ impl<'a> BatchWriter<'a> {
         self.change(leaf_id, Change::SetLink { link: right_id })?;
         let separator = separator(page::cell_key(&cells[split - 1]), &first_right);
         self.counts.leaf_splits += 1;
-        self.insert_into_parent(&path[..path.len() - 1], &separator, right_id, 1)
+        self.insert_into_parent(&path[..path.len() - 1], &separator, leaf_id, right_id, 1)
     }
 
     /// Adds `(separator, right_child)` to the branch at the end of `path` (at `level`), splitting
-    /// it, or growing a new root when `path` is empty.
+    /// it; `left_child` is the node that split. When `path` is empty, `left_child` is the root:
+    /// the tree grows a level.
     fn insert_into_parent(
         &mut self,
         path: &[(PageId, usize)],
         separator: &[u8],
+        left_child: PageId,
         right_child: PageId,
         level: u8,
     ) -> Result<()> {
         let mut cell = Vec::with_capacity(page::BRANCH_CELL_PREFIX + separator.len());
         page::encode_branch_cell(&mut cell, separator, right_child);
         let Some(&(parent_id, _)) = path.last() else {
-            let new_root = self.allocate()?;
-            let old_root = self.meta.root;
-            self.change(
-                new_root,
-                Change::NodeFormat { node_kind: PageKind::Branch, level, link: old_root, cells: &cell },
-            )?;
-            let mut meta = self.meta;
-            meta.root = new_root;
-            meta.height += 1;
-            self.set_meta(meta);
-            self.counts.root_splits += 1;
-            return Ok(());
+            return self.raise_root(left_child, &cell, level);
         };
         let (cells, new_index, fits) = {
             let page = self.read(parent_id)?;
@@ -119,7 +110,25 @@ impl<'a> BatchWriter<'a> {
             self.change(parent_id, Change::CellPut { cell: &cell })?;
         }
         self.counts.branch_splits += 1;
-        self.insert_into_parent(&path[..path.len() - 1], &up_key, right_id, level + 1)
+        self.insert_into_parent(&path[..path.len() - 1], &up_key, parent_id, right_id, level + 1)
+    }
+
+    /// A root split: the root (its left half, after a split at `level - 1`) keeps its page, so
+    /// that nothing naming it changes. Its cells move to a new child, and it becomes a branch at
+    /// `level` over that child and the split's right page (`cell`). The moved cells are logged
+    /// whole (a `NODE_FORMAT`): the record stays self-contained, and root splits are rare.
+    fn raise_root(&mut self, root: PageId, cell: &[u8], level: u8) -> Result<()> {
+        let (node_kind, link, cells) = {
+            let page = self.read(root)?;
+            let node = node_at(&page, root, u32::from(level) - 1)?;
+            let kind = if node.is_leaf() { PageKind::Leaf } else { PageKind::Branch };
+            (kind, node.link(), node.cells_bytes())
+        };
+        let moved = self.allocate()?;
+        self.change(moved, Change::NodeFormat { node_kind, level: level - 1, link, cells: &cells })?;
+        self.change(root, Change::NodeFormat { node_kind: PageKind::Branch, level, link: moved, cells: cell })?;
+        self.counts.root_splits += 1;
+        Ok(())
     }
 
     /// Whether every branch on `ancestors` took its last child.

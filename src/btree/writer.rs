@@ -13,7 +13,7 @@ use crate::pager::{PageRef, Pager, SnapshotWindow};
 use crate::redo::{self, Change};
 use crate::replay::ReplayJournal;
 
-use super::{node_at, read_meta, BatchWriter, Latest, WriteCounts, ABORT_RESERVE_BYTES};
+use super::{node_at, read_meta, root_level, BatchWriter, Latest, WriteCounts, ABORT_RESERVE_BYTES};
 
 impl<'a> BatchWriter<'a> {
     pub(crate) fn new(
@@ -65,6 +65,28 @@ impl<'a> BatchWriter<'a> {
             self.touched.push(page_id);
         }
         Ok(())
+    }
+
+    /// The value of `key` in the tree at `root`, as this batch has left it so far.
+    pub(crate) fn get(&self, root: PageId, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        super::get(&Latest(self.pager), root, key, self.page_size)
+    }
+
+    /// The catalog's root page.
+    pub(crate) fn catalog_root(&self) -> PageId {
+        self.meta.catalog_root
+    }
+
+    /// A new, empty tree, in an mtr of its own: its root leaf, and the id its keyspace gets.
+    pub(crate) fn create_tree(&mut self) -> Result<(u64, PageId)> {
+        self.begin_mtr()?;
+        let root = self.allocate()?;
+        self.change(root, Change::NodeFormat { node_kind: PageKind::Leaf, level: 0, link: 0, cells: &[] })?;
+        let mut meta = self.meta;
+        let id = meta.next_tree_id;
+        meta.next_tree_id = id.checked_add(1).ok_or_else(|| Error::corrupt(0, "keyspace ids exhausted"))?;
+        self.set_meta(meta);
+        Ok((id, root))
     }
 
     pub(super) fn set_meta(&mut self, meta: MetaState) {
@@ -136,13 +158,15 @@ impl<'a> BatchWriter<'a> {
         Ok(())
     }
 
-    /// The path from the root to the leaf for `key`: (page, child index taken) per level.
-    /// Returns the writer's reusable path buffer: hand it back with `self.path_buffer = path`.
-    pub(super) fn descend(&mut self, key: &[u8]) -> Result<Vec<(PageId, usize)>> {
+    /// The path from `root` to the leaf for `key`: (page, child index taken) per level, the
+    /// root first. Returns the writer's reusable path buffer: hand it back with
+    /// `self.path_buffer = path`.
+    pub(super) fn descend(&mut self, root: PageId, key: &[u8]) -> Result<Vec<(PageId, usize)>> {
         let mut path = std::mem::take(&mut self.path_buffer);
         path.clear();
-        let mut page_id = self.meta.root;
-        for level in (0..self.meta.height).rev() {
+        let mut page_id = root;
+        let mut level = root_level(&self.read(root)?, root)?;
+        loop {
             let page = self.read(page_id)?;
             let node = node_at(&page, page_id, level)?;
             if level == 0 {
@@ -152,34 +176,42 @@ impl<'a> BatchWriter<'a> {
             let index = node.child_index_for(key);
             path.push((page_id, index));
             page_id = node.child(index);
+            level -= 1;
         }
         Ok(path)
     }
 
-    /// Creates the meta page and an empty root leaf (a new database).
+    /// Creates a new database's first pages: the meta page, the catalog's root leaf holding
+    /// `catalog_cells`, and the default keyspace's empty root leaf.
     pub(crate) fn bootstrap(
         pager: &'a mut Pager,
         log: &'a Log,
         mtr: &'a mut MtrBuf,
         log_id: u64,
         journal: Option<&ReplayJournal>,
+        first_pages: FirstPages<'_>,
     ) -> Result<Lsn> {
         mtr.clear();
-        let state = MetaState { root: 1, height: 1, page_count: 2, free_head: 0 };
+        let state = first_pages.meta;
         let mut payload = Vec::new();
         Change::MetaInit { log_id, state }.encode(&mut payload);
         mtr.push(redo::kind::META_INIT, 0, &payload);
-        payload.clear();
-        Change::NodeFormat { node_kind: PageKind::Leaf, level: 0, link: 0, cells: &[] }.encode(&mut payload);
-        mtr.push(redo::kind::NODE_FORMAT, 1, &payload);
+        let leaf = |cells| Change::NodeFormat { node_kind: PageKind::Leaf, level: 0, link: 0, cells };
+        for (page_id, cells) in [(state.catalog_root, first_pages.catalog_cells), (first_pages.default_root, &[][..])] {
+            payload.clear();
+            leaf(cells).encode(&mut payload);
+            mtr.push(redo::kind::NODE_FORMAT, u64::from(page_id), &payload);
+        }
+        let mut touched = Vec::new();
         for record in mtr.records() {
             let page_id = record.page_id as PageId;
             let page = pager.page_mut(page_id, true, true, false, None)?;
             redo::apply_to_valid_page(record.kind, page_id, record.payload, page)
                 .map_err(|e| Error::corrupt(page_id, e.to_string()))?;
+            touched.push(page_id);
         }
         let (_, end) = log.append(mtr, redo::MTR_COMMIT)?;
-        for page_id in [0, 1] {
+        for page_id in touched {
             pager.stamp(page_id, end);
             if let Some(journal) = journal {
                 journal.record(end.0, page_id, &pager.read(page_id)?);
@@ -188,4 +220,11 @@ impl<'a> BatchWriter<'a> {
         mtr.clear();
         Ok(end)
     }
+}
+
+/// What a new database starts with (see [`BatchWriter::bootstrap`]).
+pub(crate) struct FirstPages<'c> {
+    pub meta: MetaState,
+    pub catalog_cells: &'c [u8],
+    pub default_root: PageId,
 }

@@ -10,27 +10,47 @@ use std::ops::{Bound, RangeBounds};
 use bytes::Bytes;
 
 use crate::btree::{self, AtVersion, ChunkEntry, ChunkValue, LeafChunk};
+use crate::catalog::KeyspaceInfo;
 use crate::error::{Error, Result};
 use crate::page;
 
 use super::{Db, Inner};
 
 impl Db {
-    /// The entries with keys in `range`, ascending (or descending from the back), as of the
-    /// moment of this call. A range whose start lies after its end is empty.
+    /// The entries of the default keyspace with keys in `range`, ascending (or descending from
+    /// the back), as of the moment of this call. A range whose start lies after its end is empty.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter<'_> {
-        let own = |bound: Bound<&K>| match bound {
-            Bound::Included(key) => Bound::Included(key.as_ref().to_vec()),
-            Bound::Excluded(key) => Bound::Excluded(key.as_ref().to_vec()),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        Iter::new(self, own(range.start_bound()), own(range.end_bound()))
+        let (low, high) = own_bounds(&range);
+        Iter::new(self, &KeyspaceInfo::default_keyspace(), low, high)
     }
 
-    /// Every entry, ascending.
+    /// Every entry of the default keyspace, ascending.
     pub fn iter(&self) -> Iter<'_> {
-        Iter::new(self, Bound::Unbounded, Bound::Unbounded)
+        Iter::new(self, &KeyspaceInfo::default_keyspace(), Bound::Unbounded, Bound::Unbounded)
     }
+}
+
+/// `range`'s bounds, owned.
+pub(super) fn own_bounds<K: AsRef<[u8]>, R: RangeBounds<K>>(range: &R) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let own = |bound: Bound<&K>| match bound {
+        Bound::Included(key) => Bound::Included(key.as_ref().to_vec()),
+        Bound::Excluded(key) => Bound::Excluded(key.as_ref().to_vec()),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    (own(range.start_bound()), own(range.end_bound()))
+}
+
+/// The bounds of the keys that start with `prefix`: from it, to the first key past every
+/// extension of it (unbounded when it is all `0xff`).
+pub(super) fn prefix_bounds(prefix: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return (Bound::Included(prefix.to_vec()), Bound::Excluded(end));
+        }
+    }
+    (Bound::Included(prefix.to_vec()), Bound::Unbounded)
 }
 
 impl Inner {
@@ -39,6 +59,17 @@ impl Inner {
         let version = tree.version;
         *self.snapshots.lock().entry(version).or_insert(0) += 1;
         version
+    }
+
+    /// Registers a snapshot for reading `keyspace`, if it is live at this version.
+    fn register_snapshot_of(&self, keyspace: &KeyspaceInfo) -> Result<u64> {
+        let tree = self.tree.read();
+        if !tree.keyspaces.is_live(keyspace) {
+            return Err(Error::KeyspaceDropped { name: keyspace.name.clone() });
+        }
+        let version = tree.version;
+        *self.snapshots.lock().entry(version).or_insert(0) += 1;
+        Ok(version)
     }
 
     pub(super) fn release_snapshot(&self, version: u64) {
@@ -69,7 +100,11 @@ impl Inner {
 /// it has returned `None`, it retains nothing.
 pub struct Iter<'a> {
     db: &'a Db,
+    /// The root of the keyspace's tree.
+    root: page::PageId,
     version: Option<u64>,
+    /// Yielded first, then the iteration ends (a keyspace dropped before the iterator began).
+    pending_error: Option<Error>,
     low: Bound<Vec<u8>>,
     high: Bound<Vec<u8>>,
     front: Buffered,
@@ -117,7 +152,7 @@ impl Buffered {
 /// Overflow pages an iterator reads per hold of the tree's read lock.
 const OVERFLOW_PAGES_PER_LOCK: usize = 64;
 
-fn range_is_empty(low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool {
+pub(super) fn range_is_empty(low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool {
     match (low, high) {
         (Bound::Included(l), Bound::Included(h)) => l > h,
         (Bound::Included(l), Bound::Excluded(h))
@@ -128,12 +163,21 @@ fn range_is_empty(low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool {
 }
 
 impl<'a> Iter<'a> {
-    fn new(db: &'a Db, low: Bound<Vec<u8>>, high: Bound<Vec<u8>>) -> Iter<'a> {
+    pub(super) fn new(db: &'a Db, keyspace: &KeyspaceInfo, low: Bound<Vec<u8>>, high: Bound<Vec<u8>>) -> Iter<'a> {
         let empty = range_is_empty(&low, &high);
-        let version = (!empty).then(|| db.inner.register_snapshot());
+        let (version, pending_error) = match db.inner.register_snapshot_of(keyspace) {
+            Ok(version) if empty => {
+                db.inner.release_snapshot(version);
+                (None, None)
+            }
+            Ok(version) => (Some(version), None),
+            Err(error) => (None, Some(error)),
+        };
         Iter {
             db,
+            root: keyspace.root,
             version,
+            pending_error,
             low,
             high,
             front: Buffered::default(),
@@ -150,12 +194,12 @@ impl<'a> Iter<'a> {
         let tree = self.db.inner.tree.read();
         let source = AtVersion(&tree.pager, version);
         if forward {
-            let chunk = btree::chunk_forward(&source, &self.low, &self.high, self.front_leaf)?;
+            let chunk = btree::chunk_forward(&source, self.root, &self.low, &self.high, self.front_leaf)?;
             self.front_exhausted = chunk.exhausted;
             self.front_leaf = chunk.next_leaf;
             self.front = Buffered::new(chunk);
         } else {
-            let chunk = btree::chunk_backward(&source, &self.low, &self.high)?;
+            let chunk = btree::chunk_backward(&source, self.root, &self.low, &self.high)?;
             self.back_exhausted = chunk.exhausted;
             self.back = Buffered::new(chunk);
         }
@@ -174,6 +218,10 @@ impl<'a> Iter<'a> {
     }
 
     fn step(&mut self, forward: bool) -> Option<Result<(Bytes, Bytes)>> {
+        if let Some(error) = self.pending_error.take() {
+            self.finish();
+            return Some(Err(error));
+        }
         if self.finished {
             return None;
         }

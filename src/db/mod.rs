@@ -39,22 +39,30 @@
 //! - `batch`: [`WriteBatch`] and the write path, from checking a batch to its durable commit.
 //! - `background`: checkpoints, the checkpoint and log-flush threads, and stopping them.
 //! - `iter`: [`Iter`], range scans at a snapshot, and the registry of open snapshots.
+//! - `keyspace`: [`Keyspace`] handles; creating, listing and dropping keyspaces, and freeing a
+//!   dropped one's pages.
 //! - `stats`: [`Stats`] and the counters behind them.
+//! - `transaction`: [`Db::transaction`], [`Transaction`]: reads of its own writes, one writer at a
+//!   time, committed as one batch.
 
 mod background;
 mod batch;
 mod iter;
+mod keyspace;
 mod open;
 mod options;
 mod stats;
+mod transaction;
 
 pub use batch::WriteBatch;
 pub use iter::Iter;
+pub use keyspace::Keyspace;
 pub use options::{
     Durability, Options, DEFAULT_LOG_CAPACITY, DEFAULT_PAGE_SIZE, DEFAULT_RECOVERY_MEMORY, EVENTUAL_FLUSH_BYTES,
     EVENTUAL_FLUSH_INTERVAL,
 };
 pub use stats::Stats;
+pub use transaction::{Transaction, TransactionRange};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -64,6 +72,7 @@ use mtr::{Log, MtrBuf, Storage, StorageFile};
 use parking_lot::{Condvar, Mutex};
 
 use crate::btree::{self, AtVersion, Latest};
+use crate::catalog::{self, Keyspaces};
 use crate::check::{self, CheckReport};
 use crate::error::{Error, Result};
 use crate::pager::Pager;
@@ -86,6 +95,8 @@ struct Tree {
     pager: Pager,
     /// Batches committed since open: the snapshot version.
     version: u64,
+    /// The live keyspaces (changed only when a batch that creates or drops one commits).
+    keyspaces: Keyspaces,
 }
 
 struct Inner {
@@ -117,12 +128,12 @@ pub struct Db {
 }
 
 impl Db {
-    /// The value of `key`, if present.
+    /// The value of `key` in the default keyspace, if present.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
         let key = key.as_ref();
         check_key(key)?;
         let tree = self.inner.tree.read();
-        btree::get(&Latest(&tree.pager), key, self.inner.page_size)
+        btree::get(&Latest(&tree.pager), catalog::DEFAULT_ROOT, key, self.inner.page_size)
     }
 
     /// Verifies the whole structure (checksums, order, fences, links, levels, overflow chains,
@@ -186,6 +197,11 @@ impl Drop for Db {
 }
 
 impl Inner {
+    /// Tells this database's keyspace handles from another's.
+    fn identity(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
     fn check_writable(&self) -> Result<()> {
         if let Some(cause) = self.failure.lock().clone() {
             return Err(Error::Poisoned { cause });

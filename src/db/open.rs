@@ -15,7 +15,8 @@ use std::time::Instant;
 use mtr::{DirStorage, Log, LogFile, Lsn, MtrBuf, OpenMode, Storage, StorageFile};
 use parking_lot::{Condvar, Mutex};
 
-use crate::btree::BatchWriter;
+use crate::btree::{self, BatchWriter, FirstPages, Latest};
+use crate::catalog;
 use crate::checkpoint::{self, DoublewriteTag};
 use crate::error::{Error, Result};
 use crate::page;
@@ -126,8 +127,23 @@ impl Db {
         }
         // The meta page names the page size. If its first sector was torn while the database was
         // being created, the doublewrite file holds a copy of page 0 (written and synced first).
+        // A file of another format version is refused before anything reads it as this one.
+        {
+            let mut first_bytes = vec![0u8; page::META_PREFIX_BYTES];
+            if data.read_exact_at(&mut first_bytes, 0).is_ok() {
+                if let Some(found) = page::claimed_format_version(&first_bytes) {
+                    if found != page::FORMAT_VERSION {
+                        return Err(Error::FormatVersion {
+                            path: describe(DATA_FILE),
+                            found,
+                            supported: page::FORMAT_VERSION,
+                        });
+                    }
+                }
+            }
+        }
         let claimed = |file: &Arc<dyn StorageFile>| {
-            let mut first_bytes = vec![0u8; page::HEADER_BYTES + 40];
+            let mut first_bytes = vec![0u8; page::META_PREFIX_BYTES];
             file.read_exact_at(&mut first_bytes, 0).ok()?;
             page::claimed_page_size(&first_bytes)
                 .filter(|size| size.is_power_of_two() && (page::MIN_PAGE_SIZE..=page::MAX_PAGE_SIZE).contains(size))
@@ -227,7 +243,25 @@ impl Db {
         let log = Log::resume(log_file, Lsn::ZERO)?;
         let mut pager = Pager::open(data, describe(DATA_FILE), page_size)?;
         let mut mtr = MtrBuf::new();
-        let end = BatchWriter::bootstrap(&mut pager, &log, &mut mtr, log_id, options.replay_journal.as_ref())?;
+        let default_entry = catalog::KeyspaceInfo::default_keyspace();
+        let mut catalog_cells = Vec::new();
+        page::encode_leaf_cell(
+            &mut catalog_cells,
+            &default_entry.catalog_key(),
+            page::LeafValue::Inline(&catalog::encode_live(default_entry.id, default_entry.root, 0)),
+        );
+        let first_pages = FirstPages {
+            meta: page::MetaState {
+                catalog_root: catalog::CATALOG_ROOT,
+                page_count: 3,
+                free_head: 0,
+                next_tree_id: catalog::DEFAULT_TREE_ID + 1,
+            },
+            catalog_cells: &catalog_cells,
+            default_root: catalog::DEFAULT_ROOT,
+        };
+        let end =
+            BatchWriter::bootstrap(&mut pager, &log, &mut mtr, log_id, options.replay_journal.as_ref(), first_pages)?;
         log.flush_up_to(end)?;
         let tag = DoublewriteTag { log_id, base_checkpoint: log.last_checkpoint().number };
         write_back_all(&mut pager, &*storage, &doublewrite, tag)?;
@@ -247,6 +281,13 @@ impl Db {
         recovery: RecoveryReport,
     ) -> Result<Db> {
         let background_checkpoints = options.background_checkpoints;
+        let keyspaces = {
+            let source = Latest(&pager);
+            let meta = btree::read_meta(&source)?;
+            let entries = catalog::entries(&source, meta.catalog_root)?;
+            catalog::Keyspaces::load(&entries, &meta)?
+        };
+        let resume_reclaim = !keyspaces.dropped.is_empty();
         let inner = Arc::new(Inner {
             location,
             storage,
@@ -254,7 +295,7 @@ impl Db {
             page_size,
             log,
             doublewrite,
-            tree: TreeLock::new(Tree { pager, version: 0 }),
+            tree: TreeLock::new(Tree { pager, version: 0, keyspaces }),
             writer: Mutex::new(MtrBuf::new()),
             checkpoint_lock: Mutex::new(()),
             snapshots: Mutex::new(BTreeMap::new()),
@@ -284,6 +325,10 @@ impl Db {
             // Its own thread, so that neither `background_checkpoints(false)` nor a long
             // checkpoint holds off the promised sync.
             db.log_flusher = Some(spawn("mtrdb-log-flush", Inner::log_flush_loop, &db.inner)?);
+        }
+        if resume_reclaim {
+            // A drop whose pages were not all freed when the last process stopped.
+            db.inner.reclaim_dropped()?;
         }
         Ok(db)
     }

@@ -200,23 +200,51 @@ pub fn contents(dir: &Path) -> Model {
     model
 }
 
-/// Parses a dump written by `mtrdb dump`.
+/// Every keyspace of a dump, by name (`""` for the default keyspace, always present).
+pub type KeyspaceModels = BTreeMap<String, Model>;
+
+/// Parses a dump written by `mtrdb dump` (format version 2) of a database without named
+/// keyspaces: its entries.
 pub fn parse_dump(text: &str) -> Model {
+    let mut keyspaces = parse_dump_keyspaces(text);
+    let default = keyspaces.remove("").unwrap();
+    assert!(keyspaces.is_empty(), "the dump holds named keyspaces: {:?}", keyspaces.keys());
+    default
+}
+
+/// Parses a dump written by `mtrdb dump` (format version 2): every keyspace's entries, checking
+/// that keyspaces come sorted by name, keys ascending, and that the trailer's counts match.
+pub fn parse_dump_keyspaces(text: &str) -> KeyspaceModels {
+    assert!(text.ends_with('\n'), "the dump's last line ends with a line feed");
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("# mtrdb dump v1"));
+    assert_eq!(lines.next(), Some("# mtrdb dump v2"));
     let unhex = |hex: &str| -> Vec<u8> {
         (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
     };
-    let mut model = Model::new();
+    let mut keyspaces = KeyspaceModels::new();
+    let mut current = String::new();
+    keyspaces.insert(current.clone(), Model::new());
+    let (mut entries, mut keyspace_lines) = (0usize, 0usize);
     let mut trailer = None;
     for line in lines {
-        if let Some(count) = line.strip_prefix("# end entries=") {
-            trailer = Some(count.parse::<usize>().unwrap());
-            continue;
+        assert!(trailer.is_none(), "a line after the trailer: {line:?}");
+        if let Some(counts) = line.strip_prefix("# end ") {
+            trailer = Some(counts.to_string());
+        } else if let Some(hex) = line.strip_prefix("# keyspace ") {
+            let name = String::from_utf8(unhex(hex)).unwrap();
+            assert!(current.is_empty() || name > current, "keyspaces sorted by name, each once");
+            assert!(keyspaces.insert(name.clone(), Model::new()).is_none());
+            current = name;
+            keyspace_lines += 1;
+        } else {
+            let (key, value) = line.split_once('\t').unwrap();
+            let model = keyspaces.get_mut(&current).unwrap();
+            let key = unhex(key);
+            assert!(model.keys().next_back().is_none_or(|last| *last < key), "keys ascending");
+            model.insert(key, unhex(value));
+            entries += 1;
         }
-        let (key, value) = line.split_once('\t').unwrap();
-        model.insert(unhex(key), unhex(value));
     }
-    assert_eq!(trailer, Some(model.len()), "the trailer counts the entries");
-    model
+    assert_eq!(trailer, Some(format!("entries={entries} keyspaces={keyspace_lines}")), "the trailer counts the lines");
+    keyspaces
 }
