@@ -15,7 +15,7 @@
 //!
 //! A keyspace keeps its root page and its id for its whole life; ids are never reused (the meta
 //! page's `next_tree_id`), so a handle to a dropped keyspace can never reach the one that reuses
-//! its root page. The default keyspace has id [`DEFAULT_TREE_ID`] and root [`DEFAULT_ROOT`] and
+//! its root page. The default keyspace has id 1 and root page 2 (page 1 is the catalog's root) and
 //! cannot be dropped.
 //!
 //! This module owns the catalog's entries and names; it must not change a page itself (it asks

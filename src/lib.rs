@@ -23,8 +23,9 @@
 //! ```
 //!
 //! ## Modules
-//! - [`db`]: the public API, options, batches, iterators, checkpoints.
+//! - [`db`]: the public API, options, batches, keyspaces, transactions, iterators, checkpoints.
 //! - [`btree`]: search, insert, delete, split, merge; builds mtrs.
+//! - [`catalog`]: the tree naming every keyspace, its entries byte by byte.
 //! - [`redo`]: the engine's record kinds and `apply`, the only function that changes a page.
 //! - [`page`]: the page formats, byte by byte.
 //! - [`pager`]: pages in memory, the mapping, dirty pages and snapshots.
@@ -45,7 +46,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod btree;
-mod catalog;
+pub mod catalog;
 pub mod check;
 pub mod checkpoint;
 pub mod db;

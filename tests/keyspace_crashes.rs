@@ -9,21 +9,30 @@
 //!    keyspace (the default one too) with the same contents and a `len()` equal to them; no
 //!    dropped keyspace's pages left unfreed once it is open; and it must take one more write.
 //! 2. Seeded random keyspace operations (batches spanning keyspaces, single writes through
-//!    handles, creating, dropping and re-creating keyspaces, stale handles) against a model,
-//!    checked after every round (`check()`, contents, `len()`, `keyspaces()`), with clean
-//!    reopens and power losses between rounds (every returned write is durable, so the model
-//!    holds exactly), and power losses in the middle of one more batch, create or drop (the
-//!    database then holds the model before or after it).
+//!    handles, creating, dropping and re-creating keyspaces, stale handles, transactions)
+//!    against a model, checked after every round (`check()`, contents, `len()`, `keyspaces()`),
+//!    with clean reopens and power losses between rounds (every returned write is durable, so
+//!    the model holds exactly), and power losses in the middle of one more batch, create, drop
+//!    or transaction (the database then holds the model before or after it, all of it).
+//!    A transaction (`Db::transaction`) spans 1 to 3 keyspaces (the default one among them,
+//!    perhaps) with gets, inserts, removes, read-modify-writes and ranges (bounded or not, read
+//!    whole or in part), every read checked against the committed state with the transaction's
+//!    writes so far laid over it (its removes hiding committed keys; `remove`'s answer as the
+//!    transaction saw it). Most return `Ok` and the model takes their writes at once; some return
+//!    `Err` after writing, and some use a stale handle (`KeyspaceDropped`, propagated out of the
+//!    closure): then the keyspaces they spanned hold nothing of them.
 //!
 //! Guards: the atomicity of a batch across keyspaces and of its catalog count updates; the
 //! durability of creating and dropping; the catalog's entry counts (`len()` and `check()`'s
 //! count against the trees); the resumption at open of a freeing cut short (no page leaked or
 //! reachable twice, checked by `check()`); ids never reused (stale handles of a re-created
-//! name stay dead).
+//! name stay dead); a transaction's reads of its own writes, its atomic commit across keyspaces
+//! (also cut by a power loss), and nothing of it applied when its closure fails.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use common::crash::crashed_run;
@@ -490,6 +499,30 @@ struct Tally {
     cut_failed_lost: u64,
     /// The most pages a dropped keyspace had.
     largest_drop_pages: u64,
+    /// Transactions committed, of those the ones that wrote to two keyspaces or more and the ones
+    /// that wrote to the default keyspace; transactions that wrote and then returned `Err`;
+    /// transactions that used a stale handle.
+    tx_committed: u64,
+    tx_cross: u64,
+    tx_default: u64,
+    tx_aborted: u64,
+    tx_stale: u64,
+    /// Reads inside transactions answered by their own writes: gets and removes of a key it wrote
+    /// (of those, gets of a committed key it removed), read-modify-writes of a key it wrote,
+    /// ranges over a key it wrote.
+    tx_own_gets: u64,
+    tx_hidden: u64,
+    tx_chained_rmw: u64,
+    tx_own_ranges: u64,
+    /// Transactions cut by a power loss: all, those that wrote to two keyspaces or more, those
+    /// that failed (of those, the ones that wrote to two keyspaces or more), and of those that
+    /// failed, the ones then found applied, or lost.
+    cut_transactions: u64,
+    cut_tx_spanning: u64,
+    cut_tx_failed: u64,
+    cut_tx_failed_spanning: u64,
+    cut_tx_applied: u64,
+    cut_tx_lost: u64,
 }
 
 fn random_key(rng: &mut Rng) -> Vec<u8> {
@@ -564,12 +597,367 @@ fn assert_stale(db: &Db, stale: &Keyspace<'_>, what: &str) {
     assert!(dropped(db.write(batch)), "{what}: a batch naming a stale handle of {name:?}");
 }
 
+/// How a random transaction is to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TxEnd {
+    /// Its closure returns `Ok`: it commits.
+    Commit,
+    /// Its closure returns `Err(TxError::Abort)` after its writes: nothing of it is applied.
+    Abort,
+    /// At a random point it uses a stale handle, and propagates the `KeyspaceDropped` it gets.
+    Stale,
+}
+
+/// The error type of the random transactions' closures.
+#[derive(Debug)]
+enum TxError {
+    /// The closure gave up.
+    Abort,
+    /// A call of the transaction failed.
+    Db(Error),
+}
+
+impl From<Error> for TxError {
+    fn from(error: Error) -> TxError {
+        TxError::Db(error)
+    }
+}
+
+/// A random transaction, run.
+struct TxRun {
+    outcome: Result<usize, TxError>,
+    /// The state after it, if it committed: the model with its writes.
+    after: State,
+    /// The keyspaces it spanned, and the keys it wrote in each (those it wrote to only).
+    spanned: Vec<String>,
+    written: BTreeMap<String, BTreeSet<Vec<u8>>>,
+    /// Whether its closure returned (`Ok`, or `Err(Abort)`): else it failed at a call inside it.
+    finished: bool,
+}
+
+/// A key for an operation of a transaction: one it wrote, one the keyspace holds, or any.
+fn tx_key(rng: &mut Rng, committed: &Contents, own: &BTreeSet<Vec<u8>>) -> Vec<u8> {
+    match rng.below(3) {
+        0 if !own.is_empty() => own.iter().nth(rng.below(own.len() as u64) as usize).unwrap().clone(),
+        1 => committed.range(random_key(rng)..).next().map_or_else(|| random_key(rng), |(key, _)| key.clone()),
+        _ => random_key(rng),
+    }
+}
+
+/// Bounds for a range read: each unbounded, included or excluded, on keys of [`tx_key`]; in
+/// order, but one time in eight perhaps reversed (an empty range).
+fn random_bounds(rng: &mut Rng, committed: &Contents, own: &BTreeSet<Vec<u8>>) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let mut keys = [tx_key(rng, committed, own), tx_key(rng, committed, own)];
+    if rng.below(8) != 0 {
+        keys.sort();
+    }
+    let [low, high] = keys;
+    let bound = |rng: &mut Rng, key| match rng.below(5) {
+        0 => Bound::Unbounded,
+        1 | 2 => Bound::Included(key),
+        _ => Bound::Excluded(key),
+    };
+    (bound(rng, low), bound(rng, high))
+}
+
+fn within(key: &[u8], low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool {
+    let above = match low {
+        Bound::Included(low) => key >= &low[..],
+        Bound::Excluded(low) => key > &low[..],
+        Bound::Unbounded => true,
+    };
+    let below = match high {
+        Bound::Included(high) => key <= &high[..],
+        Bound::Excluded(high) => key < &high[..],
+        Bound::Unbounded => true,
+    };
+    above && below
+}
+
+/// The value a read-modify-write derives from what it read: its length, a hash of all of it and
+/// its last bytes reversed, so that a read of any other value shows.
+fn derived(old: Option<&[u8]>) -> Vec<u8> {
+    let mut new = b"rmw".to_vec();
+    if let Some(old) = old {
+        let hash = old.iter().fold(0x811c_9dc5u32, |hash, &byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
+        new.extend_from_slice(&(old.len() as u32).to_le_bytes());
+        new.extend_from_slice(&hash.to_le_bytes());
+        new.extend(old.iter().rev().take(48));
+    }
+    new
+}
+
+/// A value for failure messages: its length and first bytes.
+fn show(value: Option<&[u8]>) -> String {
+    match value {
+        None => "absent".to_string(),
+        Some(value) => format!("{} bytes {:02x?}", value.len(), &value[..value.len().min(8)]),
+    }
+}
+
+fn show_key(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+/// Asserts that two lists of entries are equal, naming the first difference.
+fn assert_entries(found: &[(Vec<u8>, Vec<u8>)], expected: &[(Vec<u8>, Vec<u8>)], what: &str) {
+    if found == expected {
+        return;
+    }
+    let at = found
+        .iter()
+        .zip(expected)
+        .position(|(found, expected)| found != expected)
+        .unwrap_or(found.len().min(expected.len()));
+    let entry = |entries: &[(Vec<u8>, Vec<u8>)]| {
+        entries
+            .get(at)
+            .map_or("the end".to_string(), |(key, value)| format!("{} = {}", show_key(key), show(Some(value))))
+    };
+    panic!(
+        "{what}: {} entries found, {} expected; the first difference, at {at}: found {}, expected {}",
+        found.len(),
+        expected.len(),
+        entry(found),
+        entry(expected)
+    );
+}
+
+/// Asserts that a keyspace holds what the model does, naming the first difference.
+fn assert_contents(found: &Contents, expected: &Contents, what: &str) {
+    if found != expected {
+        let found: Vec<(Vec<u8>, Vec<u8>)> = found.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
+        let expected: Vec<(Vec<u8>, Vec<u8>)> =
+            expected.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
+        assert_entries(&found, &expected, what);
+    }
+}
+
+/// Runs a random transaction over 1 to 3 of the model's keyspaces (`live` holds their handles):
+/// gets, inserts, removes, read-modify-writes and ranges (bounded or not, read whole or in part),
+/// every read checked, as it returns, against the committed state (`model`) with the
+/// transaction's writes so far laid over it. It ends as `end` says (for `TxEnd::Stale`, through
+/// `stale`, a handle of a dropped keyspace). A call of the transaction that fails ends the
+/// closure with its error (the caller judges it).
+#[allow(clippy::too_many_arguments)]
+fn random_transaction(
+    db: &Db,
+    rng: &mut Rng,
+    live: &HashMap<String, Keyspace<'_>>,
+    model: &State,
+    end: TxEnd,
+    stale: Option<&Keyspace<'_>>,
+    tally: &mut Tally,
+    what: &str,
+) -> TxRun {
+    let names: Vec<&String> = model.keys().collect();
+    let spanned_count = rng.range(1, 3.min(names.len()));
+    let mut spanned: Vec<String> = Vec::new();
+    while spanned.len() < spanned_count {
+        let name = *pick(rng, &names);
+        if !spanned.contains(name) {
+            spanned.push(name.clone());
+        }
+    }
+    // The committed state with the transaction's writes so far, of the keyspaces it spans.
+    let mut view: State = spanned.iter().map(|name| (name.clone(), model[name].clone())).collect();
+    let mut written: BTreeMap<String, BTreeSet<Vec<u8>>> = BTreeMap::new();
+    let ops = rng.range(1, 24);
+    let stale_at = if end == TxEnd::Stale { rng.below(ops as u64) as usize } else { usize::MAX };
+    let mut finished = false;
+    let outcome = db.transaction(|tx| -> Result<usize, TxError> {
+        let mut writes = 0;
+        for op in 0..ops {
+            let what = format!("{what}, transaction op {op}");
+            if op == stale_at {
+                let stale = stale.expect("a stale handle for TxEnd::Stale");
+                let key = random_key(rng);
+                let call = match rng.below(4) {
+                    0 => tx.get(stale, &key).map(|_| "get")?,
+                    1 => tx.insert(stale, &key, b"stale").map(|()| "insert")?,
+                    2 => tx.remove(stale, &key).map(|_| "remove")?,
+                    _ => match tx.range::<Vec<u8>, _>(stale, ..).next() {
+                        Some(Err(error)) => return Err(error.into()),
+                        _ => "range",
+                    },
+                };
+                panic!("{what}: {call} through a stale handle of {:?} was accepted", stale.name());
+            }
+            let space = pick(rng, &spanned).clone();
+            let keyspace = &live[&space];
+            let committed = &model[&space];
+            let contents = view.get_mut(&space).unwrap();
+            let own = written.entry(space.clone()).or_default();
+            let key = tx_key(rng, committed, own);
+            let what = format!("{what}, {space:?}, key {}", show_key(&key));
+            match rng.below(100) {
+                0..=24 => {
+                    let found = tx.get(keyspace, &key)?;
+                    let expected = contents.get(&key);
+                    assert!(
+                        found.as_ref() == expected,
+                        "{what}: get found {}, the transaction's view holds {}",
+                        show(found.as_deref()),
+                        show(expected.map(Vec::as_slice))
+                    );
+                    if own.contains(&key) {
+                        tally.tx_own_gets += 1;
+                        tally.tx_hidden += u64::from(found.is_none() && committed.contains_key(&key));
+                    }
+                }
+                25..=49 => {
+                    let value = random_value(rng);
+                    tx.insert(keyspace, &key, &value)?;
+                    contents.insert(key.clone(), value);
+                    own.insert(key);
+                    writes += 1;
+                }
+                50..=64 => {
+                    let present = tx.remove(keyspace, &key)?;
+                    let expected = contents.remove(&key).is_some();
+                    assert_eq!(present, expected, "{what}: remove's answer (own write: {})", own.contains(&key));
+                    tally.tx_own_gets += u64::from(own.contains(&key));
+                    own.insert(key);
+                    writes += 1;
+                }
+                65..=79 => {
+                    // Read-modify-write: the value written is derived from the one read.
+                    let old = tx.get(keyspace, &key)?;
+                    assert!(
+                        old.as_ref() == contents.get(&key),
+                        "{what}: read-modify-write read {}, the transaction's view holds {}",
+                        show(old.as_deref()),
+                        show(contents.get(&key).map(Vec::as_slice))
+                    );
+                    let new = derived(old.as_deref());
+                    tx.insert(keyspace, &key, &new)?;
+                    tally.tx_chained_rmw += u64::from(own.contains(&key));
+                    let again = tx.get(keyspace, &key)?;
+                    assert!(
+                        again.as_ref() == Some(&new),
+                        "{what}: read back {} after writing it",
+                        show(again.as_deref())
+                    );
+                    contents.insert(key.clone(), new);
+                    own.insert(key);
+                    writes += 1;
+                }
+                _ => {
+                    let (low, high) = random_bounds(rng, committed, own);
+                    let limit = if rng.below(2) == 0 { usize::MAX } else { rng.range(1, 20) };
+                    let found: Vec<(Vec<u8>, Vec<u8>)> = tx
+                        .range(keyspace, (low.clone(), high.clone()))
+                        .take(limit)
+                        .map(|item| item.map(|(key, value)| (key.to_vec(), value.to_vec())))
+                        .collect::<mtrdb::Result<_>>()?;
+                    let expected: Vec<(Vec<u8>, Vec<u8>)> = contents
+                        .iter()
+                        .filter(|(key, _)| within(key, &low, &high))
+                        .take(limit)
+                        .map(|(key, value)| (key.clone(), value.clone()))
+                        .collect();
+                    let shown = |bound: &Bound<Vec<u8>>| bound.as_ref().map(|key| show_key(key));
+                    let read =
+                        if limit == usize::MAX { "read whole".to_string() } else { format!("its first {limit}") };
+                    assert_entries(
+                        &found,
+                        &expected,
+                        &format!("{what}: range ({:?}, {:?}), {read}", shown(&low), shown(&high)),
+                    );
+                    tally.tx_own_ranges += u64::from(own.iter().any(|key| within(key, &low, &high)));
+                }
+            }
+        }
+        finished = true;
+        match end {
+            TxEnd::Abort => Err(TxError::Abort),
+            _ => Ok(writes),
+        }
+    });
+    written.retain(|_, keys| !keys.is_empty());
+    let mut after = model.clone();
+    after.extend(view);
+    TxRun { outcome, after, spanned, written, finished }
+}
+
+/// Runs a random transaction in a round and checks its outcome: a commit, which the model then
+/// takes (what it wrote reads back); or an `Err` of its closure or of a stale handle, which must
+/// leave the keyspaces it spanned as they were.
+fn transaction_op(
+    db: &Db,
+    rng: &mut Rng,
+    live: &HashMap<String, Keyspace<'_>>,
+    stale: &[Keyspace<'_>],
+    model: &mut State,
+    tally: &mut Tally,
+    what: &str,
+) {
+    let end = if !stale.is_empty() && rng.below(4) == 0 {
+        TxEnd::Stale
+    } else if rng.below(5) == 0 {
+        TxEnd::Abort
+    } else {
+        TxEnd::Commit
+    };
+    let stale = if end == TxEnd::Stale { Some(pick(rng, stale)) } else { None };
+    let run = random_transaction(db, rng, live, model, end, stale, tally, what);
+    match (end, run.outcome) {
+        (TxEnd::Commit, Ok(writes)) => {
+            assert_eq!(writes == 0, run.written.is_empty(), "{what}: the transaction's writes");
+            *model = run.after;
+            for (name, keys) in &run.written {
+                for key in keys {
+                    let found = live[name].get(key).unwrap_or_else(|error| panic!("{what}: get: {error}"));
+                    assert!(
+                        found.as_ref() == model[name].get(key),
+                        "{what}: after the commit, {name:?} holds {} at {}, the transaction wrote {}",
+                        show(found.as_deref()),
+                        show_key(key),
+                        show(model[name].get(key).map(Vec::as_slice))
+                    );
+                }
+                assert_eq!(
+                    live[name].len().unwrap(),
+                    model[name].len() as u64,
+                    "{what}: len of {name:?} after the commit"
+                );
+            }
+            tally.tx_committed += 1;
+            tally.tx_cross += u64::from(run.written.len() > 1);
+            tally.tx_default += u64::from(run.written.contains_key(DEFAULT));
+        }
+        (end @ (TxEnd::Abort | TxEnd::Stale), Err(error)) => {
+            match (end, &error) {
+                (TxEnd::Abort, TxError::Abort) => {
+                    assert!(run.finished, "{what}: an aborted transaction's closure did not finish");
+                    tally.tx_aborted += u64::from(!run.written.is_empty());
+                }
+                (TxEnd::Stale, TxError::Db(Error::KeyspaceDropped { name })) => {
+                    let stale = stale.unwrap().name();
+                    assert_eq!(name, stale, "{what}: KeyspaceDropped names another keyspace");
+                    tally.tx_stale += 1;
+                }
+                _ => panic!("{what}: a transaction meant to end {end:?} failed with {error:?}"),
+            }
+            for name in &run.spanned {
+                let found = read_keyspace(&live[name], what);
+                assert_contents(&found, &model[name], &format!("{what}: {name:?} after a transaction that failed"));
+            }
+        }
+        (end, outcome) => panic!("{what}: a transaction meant to end {end:?} gave {outcome:?}"),
+    }
+}
+
 /// One more operation, cut by a crash (the process dies at one of its first I/O operations, or
-/// after it): a batch spanning keyspaces, a create or a drop. Returns the states the database may
-/// hold afterwards: the one after the operation if it returned Ok, else that or the one before.
-fn cut_operation(db: &Db, rng: &mut Rng, model: &State, tally: &mut Tally, what: &str) -> Vec<State> {
+/// after it): a batch spanning keyspaces, a create, a drop or a transaction. Returns the states
+/// the database may hold afterwards: the one after the operation if it returned Ok, else that or
+/// the one before; and whether it was a transaction.
+fn cut_operation(db: &Db, rng: &mut Rng, model: &State, tally: &mut Tally, what: &str) -> (Vec<State>, bool) {
     let live = handles(db, model);
-    let (outcome, after) = match rng.below(3) {
+    // A transaction two times in five.
+    let kind = rng.below(5);
+    let transaction = kind >= 3;
+    let (outcome, after) = match kind {
         0 => {
             let (batch, after, _) = random_batch(rng, &live, model);
             (db.write(batch), after)
@@ -580,7 +968,7 @@ fn cut_operation(db: &Db, rng: &mut Rng, model: &State, tally: &mut Tally, what:
             after.entry(name.to_string()).or_default();
             (db.keyspace(name).map(drop), after)
         }
-        _ => {
+        2 => {
             let name = *pick(rng, &NAMES);
             let mut after = model.clone();
             let existed = after.remove(name).is_some();
@@ -590,15 +978,32 @@ fn cut_operation(db: &Db, rng: &mut Rng, model: &State, tally: &mut Tally, what:
             }
             (outcome.map(drop), after)
         }
+        _ => {
+            let run = random_transaction(db, rng, &live, model, TxEnd::Commit, None, tally, what);
+            tally.cut_transactions += 1;
+            tally.cut_tx_spanning += u64::from(run.written.len() > 1);
+            match run.outcome {
+                Ok(_) => (Ok(()), run.after),
+                Err(TxError::Db(error)) => {
+                    tally.cut_tx_failed += 1;
+                    tally.cut_tx_failed_spanning += u64::from(run.written.len() > 1);
+                    // A call inside the closure failed (the commit was not reached): nothing of
+                    // it may be applied. Else the commit failed: all of it or nothing.
+                    (Err(error), if run.finished { run.after } else { model.clone() })
+                }
+                Err(TxError::Abort) => unreachable!("a transaction meant to commit aborted"),
+            }
+        }
     };
     tally.cut_operations += 1;
-    match outcome {
+    let admissible = match outcome {
         Ok(()) => vec![after],
         Err(_) => {
             tally.cut_failed += 1;
             vec![model.clone(), after]
         }
-    }
+    };
+    (admissible, transaction)
 }
 
 /// One seeded run: `rounds` rounds of random operations, each followed by a full comparison with
@@ -628,7 +1033,7 @@ fn random_run(seed: u64, rounds: u32) -> Tally {
                         tally.cross_batches += u64::from(spanned > 1);
                     }
                     // A single insert or remove through a handle (the default keyspace's too).
-                    40..=64 => {
+                    40..=61 => {
                         let names: Vec<String> = model.keys().cloned().collect();
                         let name = pick(&mut rng, &names);
                         let handle = &live[name];
@@ -645,7 +1050,7 @@ fn random_run(seed: u64, rounds: u32) -> Tally {
                         tally.single_writes += 1;
                     }
                     // Create a keyspace (or open an existing one, which changes nothing).
-                    65..=73 => {
+                    62..=70 => {
                         let name = *pick(&mut rng, &NAMES);
                         let handle = db.keyspace(name).unwrap_or_else(|error| panic!("{what}: keyspace: {error}"));
                         if !model.contains_key(name) {
@@ -657,7 +1062,7 @@ fn random_run(seed: u64, rounds: u32) -> Tally {
                         live.insert(name.to_string(), handle);
                     }
                     // Drop a keyspace (or one that does not exist).
-                    74..=77 => {
+                    71..=74 => {
                         let name = *pick(&mut rng, &NAMES);
                         let pages = db.check().unwrap().keyspaces.iter().find(|ks| ks.name == name).map(|ks| ks.pages);
                         let existed = db.drop_keyspace(name).unwrap_or_else(|error| panic!("{what}: drop: {error}"));
@@ -676,12 +1081,15 @@ fn random_run(seed: u64, rounds: u32) -> Tally {
                         assert_eq!(db.keyspaces().unwrap(), names, "{what}: keyspaces() after a drop");
                     }
                     // A stale handle refuses everything, also once its name lives again.
-                    78..=86 => {
+                    75..=81 => {
                         if !stale.is_empty() {
                             assert_stale(&db, pick(&mut rng, &stale), &what);
                             tally.stale_refusals += 1;
                         }
                     }
+                    // A transaction over 1 to 3 keyspaces: committed, or failed by its closure's
+                    // `Err` or a stale handle.
+                    82..=93 => transaction_op(&db, &mut rng, &live, &stale, &mut model, &mut tally, &what),
                     // Reads.
                     _ => {
                         let names: Vec<String> = model.keys().cloned().collect();
@@ -720,7 +1128,7 @@ fn random_run(seed: u64, rounds: u32) -> Tally {
                 // The process dies during one more operation (or just after it), then the power
                 // goes: the operation is all there or not at all.
                 storage.crash_at(storage.op_count() + rng.below(4));
-                let admissible = cut_operation(&db, &mut rng, &model, &mut tally, &what);
+                let (admissible, transaction) = cut_operation(&db, &mut rng, &model, &mut tally, &what);
                 drop(db);
                 storage = storage.power_loss(rng.next());
                 let what = format!("{what}: reopen after a power loss during an operation");
@@ -735,8 +1143,10 @@ fn random_run(seed: u64, rounds: u32) -> Tally {
                 if admissible.len() == 2 && admissible[0] != admissible[1] {
                     if found == admissible[1] {
                         tally.cut_failed_applied += 1;
+                        tally.cut_tx_applied += u64::from(transaction);
                     } else {
                         tally.cut_failed_lost += 1;
+                        tally.cut_tx_lost += u64::from(transaction);
                     }
                 }
                 model = found;
@@ -761,6 +1171,8 @@ fn random_run(seed: u64, rounds: u32) -> Tally {
 #[test]
 fn random_keyspace_ops_against_a_model_with_power_losses() {
     let (mut applied, mut lost) = (0, 0);
+    // Transactions cut by a crash: failed, failed spanning keyspaces, then found applied, lost.
+    let mut cut_tx = (0, 0, 0, 0);
     for seed in 0x6b73_0001..=0x6b73_0006 {
         let tally = random_run(seed, 100);
         println!("seed {seed:#x}: {tally:?}");
@@ -768,9 +1180,28 @@ fn random_keyspace_ops_against_a_model_with_power_losses() {
         assert!(tally.drops >= 20 && tally.recreates >= 10 && tally.stale_refusals >= 20, "seed {seed:#x}: {tally:?}");
         assert!(tally.reopens >= 5 && tally.power_losses >= 20 && tally.cut_failed >= 5, "seed {seed:#x}: {tally:?}");
         assert!(tally.largest_drop_pages >= 50, "seed {seed:#x}: no keyspace of 50 pages was dropped: {tally:?}");
+        assert!(
+            tally.tx_committed >= 100 && tally.tx_cross >= 50 && tally.tx_default >= 40,
+            "seed {seed:#x}: {tally:?}"
+        );
+        assert!(tally.tx_aborted >= 20 && tally.tx_stale >= 5, "seed {seed:#x}: {tally:?}");
+        assert!(tally.tx_own_gets >= 150 && tally.tx_hidden >= 8, "seed {seed:#x}: {tally:?}");
+        assert!(tally.tx_chained_rmw >= 60 && tally.tx_own_ranges >= 150, "seed {seed:#x}: {tally:?}");
+        assert!(tally.cut_transactions >= 6 && tally.cut_tx_spanning >= 3, "seed {seed:#x}: {tally:?}");
         applied += tally.cut_failed_applied;
         lost += tally.cut_failed_lost;
+        cut_tx.0 += tally.cut_tx_failed;
+        cut_tx.1 += tally.cut_tx_failed_spanning;
+        cut_tx.2 += tally.cut_tx_applied;
+        cut_tx.3 += tally.cut_tx_lost;
     }
     // Operations cut by a crash were found applied after some power losses and lost after others.
     assert!(applied >= 3 && lost >= 3, "cut operations found applied {applied} times, lost {lost} times");
+    // So were transactions whose commit a crash cut, many of them spanning keyspaces.
+    let (failed, spanning, applied, lost) = cut_tx;
+    assert!(
+        failed >= 15 && spanning >= 6 && applied >= 5 && lost >= 5,
+        "transactions cut by a crash: {failed} failed ({spanning} spanning keyspaces), then found applied {applied} \
+         times, lost {lost} times"
+    );
 }

@@ -84,8 +84,8 @@ pub struct Transaction<'db> {
 
 impl Db {
     /// Runs `f` in a transaction and commits what it wrote, atomically: all of it or nothing,
-    /// also across a crash, and durable when this returns under [`Durability::Immediate`]
-    /// (crate::Durability). If `f` returns `Err`, or panics, nothing of it is applied and the
+    /// also across a crash, and durable when this returns under
+    /// [`Durability::Immediate`](crate::Durability::Immediate). If `f` returns `Err`, or panics, nothing of it is applied and the
     /// database stays usable (a panic goes on unwinding).
     ///
     /// Transactions are serializable: one runs at a time, holding the writer lock from its
