@@ -746,6 +746,24 @@ pub(crate) fn insert_cell(page: &mut [u8], index: usize, cell: &[u8]) -> Result<
     Ok(())
 }
 
+/// Overwrites `bytes` of the inline value of the leaf cell at slot `index`, from `offset` within
+/// the value; the cell keeps its size, so nothing else on the page moves.
+pub(crate) fn patch_inline_value(page: &mut [u8], index: usize, offset: usize, bytes: &[u8]) -> Result<(), PageError> {
+    let node = Node::new(page).ok_or_else(|| bad("not a node"))?;
+    if !node.is_leaf() || index >= node.len() {
+        return Err(bad(format!("no leaf cell at slot {index}")));
+    }
+    let LeafValue::Inline(value) = node.leaf_value(index) else {
+        return Err(bad("the value is in an overflow chain"));
+    };
+    if bytes.is_empty() || offset.checked_add(bytes.len()).is_none_or(|end| end > value.len()) {
+        return Err(bad(format!("{} bytes at {offset} do not lie inside a {}-byte value", bytes.len(), value.len())));
+    }
+    let start = value.as_ptr() as usize - page.as_ptr() as usize + offset;
+    page[start..start + bytes.len()].copy_from_slice(bytes);
+    Ok(())
+}
+
 /// Removes the cell at slot `index` of a node page.
 pub(crate) fn remove_cell(page: &mut [u8], index: usize) {
     let node_kind = PageKind::from_byte(header(page).kind).unwrap_or(PageKind::Leaf);

@@ -30,6 +30,7 @@
 //! | 25   | `META_SET`      | `catalog_root: u32`, `page_count: u32`, `free_head: u32`, `next_tree_id: u64` |
 //! | 26   | `BATCH_ABORT`   | empty, on page 0, in an mtr flagged [`MTR_ABORT`]: never applied |
 //! | 27   | `CELL_PUT_AT`   | `slot: u16`, `replace: u8` (0 or 1), one cell: with `replace` 1 it replaces the cell at `slot`, which must hold the same key; with 0 it is inserted at `slot`, which must lie between the keys below and above it. A put whose slot the writer already found, so neither the forward path nor recovery searches the page again |
+//! | 28   | `CELL_VALUE_PATCH` | `slot: u16`, `offset: u16`, bytes (at least one): they overwrite the inline value of the leaf cell at `slot` from `offset`, inside the value; the cell keeps its size (a counter in a catalog entry) |
 //!
 //! # Mtr flags (the mtr crate's flags byte)
 //! - [`MTR_COMMIT`]: this mtr ends a user batch. Recovery applies the mtrs of a batch only once
@@ -69,6 +70,8 @@ pub mod kind {
     pub const BATCH_ABORT: u8 = 26;
     /// Insert a cell at a given slot, or replace the cell there.
     pub const CELL_PUT_AT: u8 = 27;
+    /// Overwrite bytes inside a leaf cell's inline value.
+    pub const CELL_VALUE_PATCH: u8 = 28;
 }
 
 /// A change to one page, before encoding.
@@ -110,6 +113,15 @@ pub enum Change<'a> {
         replace: bool,
         /// The encoded cell.
         cell: &'a [u8],
+    },
+    /// See [`kind::CELL_VALUE_PATCH`].
+    CellValuePatch {
+        /// The cell's slot.
+        slot: u16,
+        /// Where in its value the bytes go.
+        offset: u16,
+        /// The new bytes.
+        bytes: &'a [u8],
     },
     /// See [`kind::CELL_DELETE`].
     CellDelete {
@@ -155,6 +167,7 @@ impl Change<'_> {
             Change::FreeFormat { .. } => kind::FREE_FORMAT,
             Change::CellPut { .. } => kind::CELL_PUT,
             Change::CellPutAt { .. } => kind::CELL_PUT_AT,
+            Change::CellValuePatch { .. } => kind::CELL_VALUE_PATCH,
             Change::CellDelete { .. } => kind::CELL_DELETE,
             Change::TruncateFrom { .. } => kind::TRUNCATE_FROM,
             Change::CellsAppend { .. } => kind::CELLS_APPEND,
@@ -183,6 +196,11 @@ impl Change<'_> {
                 out.extend_from_slice(&slot.to_le_bytes());
                 out.push(u8::from(replace));
                 out.extend_from_slice(cell);
+            }
+            Change::CellValuePatch { slot, offset, bytes } => {
+                out.extend_from_slice(&slot.to_le_bytes());
+                out.extend_from_slice(&offset.to_le_bytes());
+                out.extend_from_slice(bytes);
             }
             Change::CellDelete { key } | Change::TruncateFrom { key } => out.extend_from_slice(key),
             Change::CellsAppend { cells } => out.extend_from_slice(cells),
@@ -222,6 +240,10 @@ pub struct ApplyError {
     pub detail: String,
 }
 
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+}
+
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }
@@ -236,7 +258,12 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
 pub fn apply(record_kind: u8, page_id: PageId, payload: &[u8], page: &mut [u8]) -> Result<(), ApplyError> {
     if matches!(
         record_kind,
-        kind::CELL_PUT | kind::CELL_PUT_AT | kind::CELL_DELETE | kind::TRUNCATE_FROM | kind::CELLS_APPEND
+        kind::CELL_PUT
+            | kind::CELL_PUT_AT
+            | kind::CELL_VALUE_PATCH
+            | kind::CELL_DELETE
+            | kind::TRUNCATE_FROM
+            | kind::CELLS_APPEND
     ) && !page::node_layout_in_bounds(page)
     {
         return Err(ApplyError {
@@ -316,6 +343,15 @@ pub(crate) fn apply_to_valid_page(
                 Err(index) => index,
             };
             page::insert_cell(page, index, payload).map_err(|e| fail(&e.0))?;
+        }
+        kind::CELL_VALUE_PATCH => {
+            let (Some(slot), Some(offset), Some(bytes)) = (payload.get(..2), payload.get(2..4), payload.get(4..))
+            else {
+                return Err(fail("no slot or offset"));
+            };
+            let slot = usize::from(u16::from_le_bytes([slot[0], slot[1]]));
+            let offset = usize::from(u16::from_le_bytes([offset[0], offset[1]]));
+            page::patch_inline_value(page, slot, offset, bytes).map_err(|e| fail(&e.0))?;
         }
         kind::CELL_PUT_AT => {
             let kind = node_kind()?;
@@ -448,6 +484,7 @@ pub fn kind_name(record_kind: u8) -> Option<&'static str> {
         kind::FREE_FORMAT => "FREE_FORMAT",
         kind::CELL_PUT => "CELL_PUT",
         kind::CELL_PUT_AT => "CELL_PUT_AT",
+        kind::CELL_VALUE_PATCH => "CELL_VALUE_PATCH",
         kind::CELL_DELETE => "CELL_DELETE",
         kind::TRUNCATE_FROM => "TRUNCATE_FROM",
         kind::CELLS_APPEND => "CELLS_APPEND",
@@ -485,6 +522,12 @@ pub fn describe_record(record_kind: u8, payload: &[u8]) -> String {
                 u16::from_le_bytes([slot[0], slot[1]]),
                 if replace == 1 { " replace" } else { "" }
             )),
+            _ => None,
+        },
+        kind::CELL_VALUE_PATCH => match (u16_at(payload, 0), u16_at(payload, 2)) {
+            (Some(slot), Some(offset)) if payload.len() > 4 => {
+                Some(format!("slot={slot} offset={offset} bytes={}", payload.len() - 4))
+            }
             _ => None,
         },
         kind::CELL_DELETE | kind::TRUNCATE_FROM => {
@@ -808,5 +851,58 @@ mod cell_put_at {
         {
             assert!(apply(kind::CELL_PUT_AT, 3, &payload, &mut page).is_err(), "{payload:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod cell_value_patch {
+    //! `CELL_VALUE_PATCH` writes only inside the inline value of the cell at its slot: a patch
+    //! past the value's end, at a slot the page lacks, on a branch, on an overflow value, or
+    //! empty is refused, and the page is then unchanged.
+    use super::*;
+
+    fn leaf_with(values: &[(&[u8], LeafValue<'_>)]) -> Vec<u8> {
+        let mut cells = Vec::new();
+        for (key, value) in values {
+            page::encode_leaf_cell(&mut cells, key, *value);
+        }
+        let mut page = vec![0u8; 4096];
+        let mut format = Vec::new();
+        Change::NodeFormat { node_kind: PageKind::Leaf, level: 0, link: 0, cells: &cells }.encode(&mut format);
+        apply(kind::NODE_FORMAT, 3, &format, &mut page).unwrap();
+        page
+    }
+
+    fn patch(page: &mut [u8], slot: u16, offset: u16, bytes: &[u8]) -> Result<(), ApplyError> {
+        let mut payload = Vec::new();
+        Change::CellValuePatch { slot, offset, bytes }.encode(&mut payload);
+        apply(kind::CELL_VALUE_PATCH, 3, &payload, page)
+    }
+
+    #[test]
+    fn patches_inside_the_value_and_refuses_anything_else() {
+        let overflow = LeafValue::Overflow { len: 10_000, first_page: 9 };
+        let mut page = leaf_with(&[(b"a", LeafValue::Inline(b"0123456789")), (b"b", overflow)]);
+        patch(&mut page, 0, 6, b"ABCD").unwrap();
+        let node = Node::new(&page).unwrap();
+        assert!(matches!(node.leaf_value(0), LeafValue::Inline(v) if v == b"012345ABCD"));
+        assert_eq!(node.key(0), b"a");
+        let before = page.clone();
+        for (slot, offset, bytes) in
+            [(0, 7, &b"ABCD"[..]), (0, 10, b"x"), (0, u16::MAX, b"x"), (0, 0, b""), (2, 0, b"x"), (1, 0, b"x")]
+        {
+            assert!(patch(&mut page, slot, offset, bytes).is_err(), "slot {slot} offset {offset} {bytes:?}");
+            assert_eq!(page, before, "a refused patch changed the page");
+        }
+        for payload in [vec![], vec![0], vec![0, 0, 0]] {
+            assert!(apply(kind::CELL_VALUE_PATCH, 3, &payload, &mut page).is_err(), "{payload:?}");
+        }
+        let mut branch = vec![0u8; 4096];
+        let mut cell = Vec::new();
+        page::encode_branch_cell(&mut cell, b"m", 7);
+        let mut format = Vec::new();
+        Change::NodeFormat { node_kind: PageKind::Branch, level: 1, link: 5, cells: &cell }.encode(&mut format);
+        apply(kind::NODE_FORMAT, 3, &format, &mut branch).unwrap();
+        assert!(patch(&mut branch, 0, 0, b"x").is_err(), "a branch cell has no value");
     }
 }

@@ -31,10 +31,10 @@ impl<'a> BatchWriter<'a> {
         Ok(new)
     }
 
-    /// Replaces the inline value of `key`, present in the tree at `root`, with `value` of the
-    /// same length, in the open mtr (a small fixed-size record such as a catalog entry's count:
-    /// it always fits, so it never splits, and needs no mtr of its own).
-    pub(crate) fn replace_same_size(&mut self, root: PageId, key: &[u8], value: &[u8]) -> Result<()> {
+    /// Overwrites `bytes` of the inline value of `key` (present in the tree at `root`) from
+    /// `offset`, in the open mtr: a small fixed-size field such as a catalog entry's count. The
+    /// cell keeps its size, so it never splits and needs no mtr of its own.
+    pub(crate) fn patch_value(&mut self, root: PageId, key: &[u8], offset: usize, bytes: &[u8]) -> Result<()> {
         let path = self.descend(root, key)?;
         let Some(&(leaf_id, _)) = path.last() else {
             return Err(Error::corrupt(root, "empty path"));
@@ -44,19 +44,15 @@ impl<'a> BatchWriter<'a> {
             let page = self.read(leaf_id)?;
             let node = node_at(&page, leaf_id, 0)?;
             match node.search(key) {
-                Ok(index) if matches!(node.leaf_value(index), LeafValue::Inline(old) if old.len() == value.len()) => {
+                Ok(index) if matches!(node.leaf_value(index), LeafValue::Inline(old) if offset + bytes.len() <= old.len()) => {
                     index
                 }
-                _ => return Err(Error::corrupt(leaf_id, "the value to replace is absent or of another size")),
+                _ => return Err(Error::corrupt(leaf_id, "the value to patch is absent or too short")),
             }
         };
-        let mut cell = std::mem::take(&mut self.cell);
-        cell.clear();
-        page::encode_leaf_cell(&mut cell, key, LeafValue::Inline(value));
-        let slot = u16::try_from(slot).map_err(|_| Error::corrupt(leaf_id, "more slots than a page holds"));
-        let result = slot.and_then(|slot| self.change(leaf_id, Change::CellPutAt { slot, replace: true, cell: &cell }));
-        self.cell = cell;
-        result
+        let slot = u16::try_from(slot).map_err(|_| Error::corrupt(leaf_id, "more slots than a page holds"))?;
+        let offset = u16::try_from(offset).map_err(|_| Error::corrupt(leaf_id, "a patch beyond a page"))?;
+        self.change(leaf_id, Change::CellValuePatch { slot, offset, bytes })
     }
 
     /// Puts a leaf cell; returns whether the key is new, and the overflow chain of a replaced
