@@ -12,7 +12,9 @@
 //! the read lock per lookup, so a reader sees a batch whole or not at all. Iterators read a
 //! snapshot: the version committed when they were created, kept by the pager's copy-on-write
 //! page images. They take the read lock only while reading one leaf, so a long scan never holds
-//! writers off.
+//! writers off. A transaction holds the writer mutex from its start to its commit (one writer at
+//! a time: transactions are serializable) and never the tree's lock longer than a lookup, so it
+//! holds other writers off but never readers. Creating and dropping a keyspace are batches too.
 //!
 //! # Durability and visibility
 //! With [`Durability::Immediate`] (the default) a write returns once its redo is durable; writers
