@@ -291,6 +291,12 @@ pub const FREE_PAGES_PER_BATCH: u64 = 1024;
 /// Frees a part of the dropped tree `(id, root)` in the open batch, and removes its catalog
 /// entry with its root. Returns whether it is gone.
 pub(crate) fn free_dropped(writer: &mut BatchWriter<'_>, id: u64, root: PageId) -> Result<bool> {
+    // The catalog, not only the caller's table, must still name this tree: freeing a root page
+    // that was freed and reused would free a live keyspace's pages.
+    let recorded = writer.get(writer.catalog_root(), &dropped_key(id))?;
+    if recorded.as_deref() != Some(&root.to_le_bytes()[..]) {
+        return Err(corrupt(format!("dropped keyspace {id} with root {root} is not in the catalog")));
+    }
     let gone = writer.free_tree_part(root, FREE_PAGES_PER_BATCH)?;
     if gone && !writer.remove(writer.catalog_root(), &dropped_key(id))? {
         return Err(corrupt(format!("no entry for dropped keyspace {id}")));

@@ -217,3 +217,60 @@ fn a_data_file_of_another_format_version_is_refused_by_name() {
         Ok(_) => panic!("a version 1 file was opened"),
     }
 }
+
+#[test]
+fn concurrent_drops_never_fail_nor_free_a_live_keyspace() {
+    // Each drop frees its own pages and then any other pending drop's: two at once used to pick
+    // the same dropped tree, and the second then freed a root page that a new keyspace had
+    // taken over (or failed on it).
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_with(dir.path(), Options::default().log_capacity(8 << 20)).unwrap();
+    for round in 0..30u32 {
+        for name in ["a", "b"] {
+            let ks = db.keyspace(name).unwrap();
+            let mut batch = WriteBatch::new();
+            for i in 0..300u32 {
+                batch.insert_in(&ks, format!("{round}-{i:04}"), vec![5u8; 150]);
+            }
+            batch.insert_in(&ks, "large", vec![6u8; 40_000]);
+            db.write(batch).unwrap();
+        }
+        std::thread::scope(|scope| {
+            let drops: Vec<_> = ["a", "b"].map(|name| scope.spawn(|| db.drop_keyspace(name))).into();
+            // A keyspace created meanwhile may take a freed root page.
+            let live = db.keyspace("live").unwrap();
+            live.insert(format!("{round}"), vec![7u8; 20_000]).unwrap();
+            for handle in drops {
+                assert!(handle.join().unwrap().unwrap(), "round {round}: a drop failed or found nothing");
+            }
+        });
+        let live = db.keyspace("live").unwrap();
+        assert_eq!(live.len().unwrap(), u64::from(round) + 1, "round {round}");
+        for r in 0..=round {
+            assert_eq!(live.get(format!("{r}")).unwrap().as_deref(), Some(&[7u8; 20_000][..]), "round {round}");
+        }
+        let report = db.check().unwrap();
+        assert_eq!(report.dropped_pages, 0, "round {round}: {report:?}");
+    }
+}
+
+#[test]
+fn a_batch_kept_after_its_database_closed_is_refused_by_the_next() {
+    // The database a handle belongs to is told by an id unique per open, not by an address the
+    // next database may be given.
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut batch = WriteBatch::new();
+        {
+            let first = Db::open_with(dir.path(), small_options()).unwrap();
+            let ks = first.keyspace("ks").unwrap();
+            batch.insert_in(&ks, "k", "written for the first database");
+            first.close().unwrap();
+        }
+        let second_dir = tempfile::tempdir().unwrap();
+        let second = Db::open_with(second_dir.path(), small_options()).unwrap();
+        let ks = second.keyspace("ks").unwrap();
+        assert!(matches!(second.write(batch), Err(Error::ForeignKeyspace { .. })), "round {round}");
+        assert_eq!(ks.get("k").unwrap(), None, "round {round}");
+    }
+}

@@ -268,3 +268,24 @@ fn an_open_transaction_holds_writers_off_but_never_readers() {
     assert!(writer.join().unwrap() >= released_at);
     assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"uncommitted"[..]));
 }
+
+#[test]
+fn a_refused_range_ends_after_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let db = Db::open_with(dir.path(), small_options()).unwrap();
+    let other = Db::open_with(other_dir.path(), small_options()).unwrap();
+    other.insert("secret", "of the other database").unwrap();
+    let foreign = other.default_keyspace();
+    let dropped = db.keyspace("dropped").unwrap();
+    dropped.insert("k", "v").unwrap();
+    assert!(db.drop_keyspace("dropped").unwrap());
+    db.transaction(|tx| -> mtrdb::Result<()> {
+        let items: Vec<_> = tx.range::<&str, _>(&foreign, ..).collect();
+        assert!(matches!(items.as_slice(), [Err(Error::ForeignKeyspace { .. })]), "{items:?}");
+        let items: Vec<_> = tx.range::<&str, _>(&dropped, ..).collect();
+        assert!(matches!(items.as_slice(), [Err(Error::KeyspaceDropped { .. })]), "{items:?}");
+        Ok(())
+    })
+    .unwrap();
+}

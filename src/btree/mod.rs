@@ -71,6 +71,10 @@ pub const MTR_MAX_PAGES: usize = 256;
 /// Log space kept free so that an abandoned batch can always log its abort.
 pub const ABORT_RESERVE_BYTES: u64 = 4096;
 
+/// The most levels a tree may have (far more than 2^32 pages need), so that level arithmetic
+/// on a damaged root never overflows.
+pub(crate) const MAX_TREE_HEIGHT: u32 = 64;
+
 /// Somewhere to read pages from.
 pub(crate) trait PageSource {
     fn page(&self, page_id: PageId) -> Result<PageRef<'_>>;
@@ -105,7 +109,14 @@ pub(crate) fn read_meta(source: &impl PageSource) -> Result<MetaState> {
 /// The level of a tree's root node (the tree's height minus one), from the root page's bytes.
 pub(crate) fn root_level(page: &[u8], root: PageId) -> Result<u32> {
     let node = Node::new(page).ok_or_else(|| Error::corrupt(root, "a tree's root is not a node"))?;
-    Ok(u32::from(node.header().level))
+    let level = u32::from(node.header().level);
+    if level >= MAX_TREE_HEIGHT {
+        return Err(Error::corrupt(
+            root,
+            format!("a tree's root at level {level}: more than {MAX_TREE_HEIGHT} levels"),
+        ));
+    }
+    Ok(level)
 }
 
 /// A node page, checked to be at the expected level.

@@ -29,7 +29,7 @@ impl<'a> BatchWriter<'a> {
             let mut page_id = root;
             let leaf_overflow = loop {
                 path.push(page_id);
-                if path.len() > 64 {
+                if path.len() > super::MAX_TREE_HEIGHT as usize {
                     return Err(Error::corrupt(root, "a dropped tree deeper than 64 levels"));
                 }
                 let page = self.read(page_id)?;

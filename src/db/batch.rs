@@ -45,7 +45,7 @@ pub struct WriteBatch {
     ops: Vec<BatchOp>,
     /// The keyspaces its operations name (other than the default), each once, with the
     /// database each belongs to.
-    keyspaces: Vec<(usize, Arc<KeyspaceInfo>)>,
+    keyspaces: Vec<(u64, Arc<KeyspaceInfo>)>,
 }
 
 impl WriteBatch {

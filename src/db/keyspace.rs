@@ -93,7 +93,10 @@ impl Db {
     /// [`FREE_PAGES_PER_BATCH`](crate::FREE_PAGES_PER_BATCH) pages (one large value's overflow
     /// chain at a time), so memory and log space stay bounded however large the keyspace; the
     /// time is proportional to its pages. Other writers run between those batches. If the
-    /// process stops meanwhile, the next open finishes the freeing.
+    /// process stops meanwhile, the next open finishes the freeing. An error from the freeing
+    /// (a damaged page of the dropped keyspace, a failed write) comes after the drop itself has
+    /// committed: the keyspace stays dropped, and its remaining pages are freed by a later drop
+    /// or open.
     pub fn drop_keyspace(&self, name: &str) -> Result<bool> {
         catalog::check_name(name)?;
         self.inner.check_writable()?;
@@ -164,7 +167,7 @@ impl<'db> Keyspace<'db> {
         &self.info
     }
 
-    pub(super) fn db_identity(&self) -> usize {
+    pub(super) fn db_identity(&self) -> u64 {
         self.db.inner.identity()
     }
 
@@ -244,22 +247,42 @@ impl<'db> Keyspace<'db> {
 
 impl Inner {
     /// Frees the pages of every dropped keyspace, in bounded batches that are not synced (a
-    /// freeing lost in a crash is done again at the next open).
+    /// freeing lost in a crash is done again at the next open). A keyspace whose freeing fails
+    /// (a damaged page) does not hold the others up: each is tried, and the first error is
+    /// returned; its entry stays for a later try.
     pub(super) fn reclaim_dropped(&self) -> Result<()> {
+        let pending: Vec<u64> = self.tree.read().keyspaces.dropped.iter().map(|&(id, _)| id).collect();
+        let mut first_error = None;
+        for id in pending {
+            if let Err(error) = self.free_dropped_keyspace(id) {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Frees dropped keyspace `id` to the end. Which root it has is read in each batch, under
+    /// the writer lock, from the table that batch sees: another thread may have freed it (and
+    /// its root page been reused) since this one looked.
+    fn free_dropped_keyspace(&self, id: u64) -> Result<()> {
         loop {
-            let next = self.tree.read().keyspaces.dropped.first().copied();
-            let Some((id, root)) = next else { return Ok(()) };
-            let estimate = catalog::FREE_PAGES_PER_BATCH * 64;
-            self.run_batch(
-                estimate,
+            let gone = self.run_batch(
+                catalog::FREE_PAGES_PER_BATCH * 64,
                 Durable::No,
-                |writer, _| catalog::free_dropped(writer, id, root),
+                |writer, keyspaces| match keyspaces.dropped.iter().find(|&&(dropped, _)| dropped == id) {
+                    // Freed by another thread meanwhile: nothing to do (an empty batch).
+                    None => Ok(true),
+                    Some(&(_, root)) => catalog::free_dropped(writer, id, root),
+                },
                 |keyspaces, gone| {
                     if *gone {
                         keyspaces.dropped.retain(|&(dropped, _)| dropped != id);
                     }
                 },
             )?;
+            if gone {
+                return Ok(());
+            }
         }
     }
 }

@@ -102,6 +102,8 @@ struct Tree {
 }
 
 struct Inner {
+    /// See [`Inner::identity`].
+    identity: u64,
     location: String,
     storage: Arc<dyn Storage>,
     options: Options,
@@ -199,9 +201,10 @@ impl Drop for Db {
 }
 
 impl Inner {
-    /// Tells this database's keyspace handles from another's.
-    fn identity(&self) -> usize {
-        std::ptr::from_ref(self) as usize
+    /// Tells this database's keyspace handles from another's: unique per open in this process
+    /// (an address could be reused by a database opened after this one closed).
+    fn identity(&self) -> u64 {
+        self.identity
     }
 
     fn check_writable(&self) -> Result<()> {

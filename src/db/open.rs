@@ -288,7 +288,9 @@ impl Db {
             catalog::Keyspaces::load(&entries, &meta)?
         };
         let resume_reclaim = !keyspaces.dropped.is_empty();
+        static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let inner = Arc::new(Inner {
+            identity: OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             location,
             storage,
             options,
@@ -327,8 +329,12 @@ impl Db {
             db.log_flusher = Some(spawn("mtrdb-log-flush", Inner::log_flush_loop, &db.inner)?);
         }
         if resume_reclaim {
-            // A drop whose pages were not all freed when the last process stopped.
-            db.inner.reclaim_dropped()?;
+            // A drop whose pages were not all freed when the last process stopped. A failure
+            // (a damaged page of a dropped keyspace) does not keep the database from opening:
+            // the entry stays, `check` reports the damage, and writes that fail say why.
+            if let Err(error) = db.inner.reclaim_dropped() {
+                tracing::warn!(%error, "freeing the pages of a dropped keyspace failed; it stays pending");
+            }
         }
         Ok(db)
     }

@@ -32,15 +32,15 @@ use super::{Db, Inner, Iter};
 thread_local! {
     /// The databases whose writer lock this thread holds for a transaction: a write through
     /// them on this thread would wait for itself.
-    static IN_TRANSACTION: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    static IN_TRANSACTION: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Marks this thread as inside a transaction of one database, until dropped (also when the
 /// closure panics).
-struct TransactionMark(usize);
+struct TransactionMark(u64);
 
 impl TransactionMark {
-    fn enter(identity: usize) -> Result<TransactionMark> {
+    fn enter(identity: u64) -> Result<TransactionMark> {
         IN_TRANSACTION.with(|open| {
             let mut open = open.borrow_mut();
             if open.contains(&identity) {
@@ -183,11 +183,7 @@ impl<'db> Transaction<'db> {
         let id = match self.keyspace_id(keyspace) {
             Ok(id) => id,
             Err(error) => {
-                return TransactionRange {
-                    tree: keyspace.iter().peekable(),
-                    buffered: Vec::new().into_iter().peekable(),
-                    error: Some(error),
-                }
+                return TransactionRange { tree: None, buffered: Vec::new().into_iter().peekable(), error: Some(error) }
             }
         };
         let start = match &low {
@@ -209,7 +205,7 @@ impl<'db> Transaction<'db> {
             self.writes.range((start, end)).map(|((_, key), value)| (key.clone(), value.clone())).collect()
         };
         TransactionRange {
-            tree: Iter::new(self.db, keyspace.info(), low, high).peekable(),
+            tree: Some(Iter::new(self.db, keyspace.info(), low, high).peekable()),
             buffered: buffered.into_iter().peekable(),
             error: None,
         }
@@ -233,7 +229,8 @@ impl<'db> Transaction<'db> {
 /// it ends. It reads the tree through an [`Iter`] (one leaf at a time) and holds a copy of the
 /// transaction's writes within the range.
 pub struct TransactionRange<'t> {
-    tree: Peekable<Iter<'t>>,
+    /// `None` when the range was refused (`error`): nothing follows the error.
+    tree: Option<Peekable<Iter<'t>>>,
     buffered: Peekable<std::vec::IntoIter<(Vec<u8>, Buffered)>>,
     error: Option<Error>,
 }
@@ -243,15 +240,15 @@ impl Iterator for TransactionRange<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(error) = self.error.take() {
-            self.buffered = Vec::new().into_iter().peekable();
             return Some(Err(error));
         }
+        let tree = self.tree.as_mut()?;
         loop {
-            let order = match (self.tree.peek(), self.buffered.peek()) {
+            let order = match (tree.peek(), self.buffered.peek()) {
                 (None, None) => return None,
                 (Some(Err(_)), _) => {
                     self.buffered = Vec::new().into_iter().peekable();
-                    return self.tree.next();
+                    return tree.next();
                 }
                 (None, Some(_)) => std::cmp::Ordering::Less,
                 (Some(_), None) => std::cmp::Ordering::Greater,
@@ -259,11 +256,11 @@ impl Iterator for TransactionRange<'_> {
             };
             if order == std::cmp::Ordering::Equal {
                 // The transaction's write replaces the tree's entry.
-                self.tree.next();
+                tree.next();
             }
             let take_buffered = order != std::cmp::Ordering::Greater;
             if !take_buffered {
-                return self.tree.next();
+                return tree.next();
             }
             let (key, value) = self.buffered.next()?;
             if let Some(value) = value {
