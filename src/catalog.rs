@@ -50,6 +50,8 @@ pub(crate) struct KeyspaceInfo {
     /// Empty for the default keyspace.
     pub name: String,
     pub id: u64,
+    /// Its root when this was made. A compaction may move a keyspace's root since: the table
+    /// ([`Keyspaces::root_of`]) has the current one, and a handle is resolved through it.
     pub root: PageId,
 }
 
@@ -207,9 +209,24 @@ impl Keyspaces {
         self.by_name.get(name)
     }
 
-    /// Whether `info` still names a live keyspace.
+    /// Whether `info` still names a live keyspace (ids are never reused).
     pub(crate) fn is_live(&self, info: &KeyspaceInfo) -> bool {
-        self.live_ids.get(&info.id) == Some(&info.root)
+        self.live_ids.contains_key(&info.id)
+    }
+
+    /// The current root of `info`'s tree, if it is live.
+    pub(crate) fn root_of(&self, info: &KeyspaceInfo) -> Option<PageId> {
+        self.live_ids.get(&info.id).copied()
+    }
+
+    /// Records that keyspace `id`'s root moved to `root` (compaction).
+    pub(crate) fn set_root(&mut self, id: u64, root: PageId) {
+        if let Some(current) = self.live_ids.get_mut(&id) {
+            *current = root;
+        }
+        if let Some(info) = self.by_name.values_mut().find(|info| info.id == id) {
+            *info = Arc::new(KeyspaceInfo { name: info.name.clone(), id, root });
+        }
     }
 
     /// Names of the live keyspaces other than the default, sorted.
@@ -226,8 +243,8 @@ impl Keyspaces {
 
     pub(crate) fn remove(&mut self, name: &str) -> Option<Arc<KeyspaceInfo>> {
         let info = self.by_name.remove(name)?;
-        self.live_ids.remove(&info.id);
-        self.dropped.push((info.id, info.root));
+        let root = self.live_ids.remove(&info.id).unwrap_or(info.root);
+        self.dropped.push((info.id, root));
         Some(info)
     }
 }
@@ -238,8 +255,8 @@ pub(crate) fn add_entries(writer: &mut BatchWriter<'_>, info: &KeyspaceInfo, del
     let key = info.catalog_key();
     let value =
         writer.get(catalog_root, &key)?.ok_or_else(|| corrupt(format!("no entry for keyspace {:?}", info.name)))?;
-    let (id, root, entries) = decode_live(&value).ok_or_else(|| corrupt("a keyspace entry of the wrong size"))?;
-    if (id, root) != (info.id, info.root) {
+    let (id, _, entries) = decode_live(&value).ok_or_else(|| corrupt("a keyspace entry of the wrong size"))?;
+    if id != info.id {
         return Err(corrupt(format!("the entry of keyspace {:?} names another tree", info.name)));
     }
     let entries = entries
@@ -273,15 +290,43 @@ pub(crate) fn create(writer: &mut BatchWriter<'_>, name: &str) -> Result<Keyspac
     Ok(KeyspaceInfo { name: name.to_string(), id, root })
 }
 
-/// Drops `info` in the open batch: its live entry becomes a dropped one, whose tree is freed
-/// later ([`free_dropped`]).
-pub(crate) fn drop(writer: &mut BatchWriter<'_>, info: &KeyspaceInfo) -> Result<()> {
+/// Drops `info`, whose tree's root is `root` now, in the open batch: its live entry becomes a
+/// dropped one, whose tree is freed later ([`free_dropped`]).
+pub(crate) fn drop(writer: &mut BatchWriter<'_>, info: &KeyspaceInfo, root: PageId) -> Result<()> {
     let catalog_root = writer.catalog_root();
     if !writer.remove(catalog_root, &info.catalog_key())? {
         return Err(corrupt(format!("no entry for keyspace {:?}", info.name)));
     }
-    writer.insert(catalog_root, &dropped_key(info.id), &info.root.to_le_bytes())?;
+    writer.insert(catalog_root, &dropped_key(info.id), &root.to_le_bytes())?;
     Ok(())
+}
+
+/// Where a live entry's root lies in its value.
+const LIVE_ROOT_OFFSET: usize = 8;
+
+/// Moves the root of live keyspace `name` (id `id`) from page `from` to free page `to`, in an mtr
+/// of its own in the open batch, if the catalog still names `from` as its root: the root's copy
+/// and the catalog entry's root (patched in place) change together. Returns whether it moved;
+/// the caller updates the in-memory table once the batch commits.
+pub(crate) fn move_root(
+    writer: &mut BatchWriter<'_>,
+    model: &mut btree::FreeListModel,
+    name: &str,
+    id: u64,
+    from: PageId,
+    to: PageId,
+) -> Result<bool> {
+    let catalog_root = writer.catalog_root();
+    let key = live_key(name);
+    let Some(value) = writer.get(catalog_root, &key)? else { return Ok(false) };
+    match decode_live(&value) {
+        Some((entry_id, root, _)) if entry_id == id && root == from => {}
+        _ => return Ok(false),
+    }
+    writer.relocate_root(model, from, to, |writer| {
+        writer.patch_value(catalog_root, &key, LIVE_ROOT_OFFSET, &to.to_le_bytes())
+    })?;
+    Ok(true)
 }
 
 /// Pages a batch freeing a dropped keyspace frees at least, when the tree has them (more by at

@@ -138,6 +138,22 @@ pub enum Error {
         /// Its name.
         name: String,
     },
+    /// A backup's destination cannot take the copy ([`crate::Db::backup_to`]); nothing was
+    /// written there.
+    #[error("cannot back up into {path}: {detail}")]
+    BackupDestination {
+        /// The destination directory.
+        path: PathBuf,
+        /// Why it is refused.
+        detail: String,
+    },
+    /// The directory holds a backup that was cut short (its `backup.incomplete` marker is still
+    /// there): its files are not a consistent database, and it is never opened.
+    #[error("{dir} holds a backup that was cut short before it was complete; it cannot be opened (delete it and back up again)")]
+    IncompleteBackup {
+        /// The directory.
+        dir: String,
+    },
 }
 
 /// The result type of mtrdb.

@@ -23,7 +23,8 @@
 //! ```
 //!
 //! ## Modules
-//! - [`db`]: the public API, options, batches, keyspaces, transactions, iterators, checkpoints.
+//! - [`db`]: the public API, options, batches, keyspaces, transactions, iterators, checkpoints,
+//!   online backup and compaction.
 //! - [`btree`]: search, insert, delete, split, merge; builds mtrs.
 //! - [`catalog`]: the tree naming every keyspace, its entries byte by byte.
 //! - [`redo`]: the engine's record kinds and `apply`, the only function that changes a page.
@@ -72,7 +73,8 @@ pub use bytes::Bytes;
 pub use catalog::{FREE_PAGES_PER_BATCH, MAX_KEYSPACE_NAME_BYTES};
 pub use check::{CheckReport, KeyspaceReport};
 pub use db::{
-    Db, Durability, Iter, Keyspace, Options, Stats, Transaction, TransactionRange, WriteBatch, MAX_VALUE_BYTES,
+    BackupProgress, BackupReport, CompactProgress, CompactReport, Db, Durability, Iter, Keyspace, Options, Stats,
+    Transaction, TransactionRange, WriteBatch, MAX_VALUE_BYTES,
 };
 pub use error::{Error, Result};
 pub use page::MAX_KEY_BYTES;

@@ -556,6 +556,23 @@ impl Pager {
         }
     }
 
+    /// Cuts the data file to its first `page_count` pages, if it is longer, and maps it anew;
+    /// returns the bytes cut. The caller guarantees that nothing will read or write a page at
+    /// or beyond `page_count` (no snapshot is open, no redo that recovery may replay names one)
+    /// and holds the tree's write lock (no reader holds a slice of the old mapping, whose tail
+    /// would no longer be backed by the file).
+    pub(crate) fn cut_file(&mut self, page_count: u32) -> Result<u64> {
+        let keep = u64::from(page_count) * self.page_size as u64;
+        let len = self.data.len().map_err(io_error("reading the data file's length", &self.data_name))?;
+        if len <= keep {
+            return Ok(0);
+        }
+        self.data.set_len(keep).map_err(io_error("cutting free pages off the data file", &self.data_name))?;
+        self.data.sync_data().map_err(io_error("syncing the data file after cutting it", &self.data_name))?;
+        self.remap()?;
+        Ok(len - keep)
+    }
+
     pub(crate) fn history_pages(&self) -> usize {
         self.history.values().map(Vec::len).sum()
     }

@@ -119,6 +119,13 @@ impl LogFile {
     /// Lays out a new log in the empty `file`: header, checkpoint 1 at LSN 0 in slot 1, a ring of
     /// `capacity` bytes (sparse until written). Syncs the file; the caller syncs the directory.
     pub fn create(file: Arc<dyn StorageFile>, capacity: u64, log_id: u64) -> Result<LogFile> {
+        LogFile::create_at(file, capacity, log_id, Lsn::ZERO)
+    }
+
+    /// [`LogFile::create`] with checkpoint 1 at `start` instead of LSN 0: for a log beside pages
+    /// that were written under another log (a backup's copy), whose LSNs reach up to `start`, so
+    /// that every record this log holds is newer than every page it will be replayed onto.
+    pub fn create_at(file: Arc<dyn StorageFile>, capacity: u64, log_id: u64, start: Lsn) -> Result<LogFile> {
         let Some(file_len) = file_len_for(capacity) else {
             return Err(Error::Misuse(format!(
                 "log capacity {capacity} must be a multiple of {BLOCK_BYTES} from {MIN_CAPACITY_BYTES} to {MAX_CAPACITY_BYTES}"
@@ -133,7 +140,7 @@ impl LogFile {
         file.set_len(file_len).map_err(io("sizing a new log file"))?;
         file.write_all_at(&header, 0).map_err(io("writing the log header"))?;
         let log = LogFile { file, capacity, log_id };
-        log.write_checkpoint(Checkpoint { number: 1, lsn: Lsn::ZERO, durable_lsn: Lsn::ZERO })?;
+        log.write_checkpoint(Checkpoint { number: 1, lsn: start, durable_lsn: start })?;
         log.file.sync_data().map_err(io("syncing a new log file"))?;
         Ok(log)
     }

@@ -31,12 +31,15 @@
 //! - `read`: point lookups and the leaf chunks iterators copy out.
 //! - `writer`: the `BatchWriter`'s mtr: `change` (the only way a page is changed), appending
 //!   mtrs, commit, abort, descending for a write, and the first mtr of a new database.
-//! - `free_list`: allocating pages (from the free list or at the end of the file) and freeing them.
+//! - `free_list`: allocating pages (from the free list or at the end of the file) and freeing them;
+//!   compaction's model of the list, taking a page from its middle, and cutting free pages off the
+//!   end of the page ids.
 //! - `insert`: inserting or replacing a key in its leaf.
 //! - `split`: leaf and branch splits, up to a root split, and where to split.
 //! - `remove`: removing a key, merging underfull nodes upward, collapsing the root.
 //! - `overflow`: overflow chains: reading, writing and freeing them.
 //! - `reclaim`: freeing a dropped tree, a bounded part at a time.
+//! - `relocate`: moving a node or an overflow page to a lower page id (compaction).
 //!
 //! [`Change`]: crate::redo::Change
 //! [`redo::apply`]: crate::redo::apply
@@ -47,12 +50,15 @@ mod insert;
 mod overflow;
 mod read;
 mod reclaim;
+mod relocate;
 mod remove;
 mod split;
 mod writer;
 
+pub(crate) use free_list::{free_list_order, FreeListModel};
 pub(crate) use overflow::{append_overflow_page, check_overflow_read, overflow_buffer};
 pub(crate) use read::{chunk_backward, chunk_forward, get, ChunkEntry, ChunkValue, LeafChunk};
+pub(crate) use relocate::{plan_moves, Locator};
 pub(crate) use writer::FirstPages;
 
 use mtr::{Log, MtrBuf};

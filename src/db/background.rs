@@ -115,6 +115,7 @@ impl Inner {
         self.log.flush_up_to(lsn).map_err(|e| self.fail(e.into()))?;
         self.log.checkpoint(lsn).map_err(|e| self.fail(e.into()))?;
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.cut_data_file(lsn).map_err(|e| self.fail(e))?;
         if partial {
             self.counters.partial_checkpoints.fetch_add(1, Ordering::Relaxed);
         }

@@ -14,7 +14,7 @@ use mtr::{Lsn, MtrBuf};
 use crate::btree::{self, BatchWriter};
 use crate::catalog::{self, KeyspaceInfo, Keyspaces};
 use crate::error::{Error, Result};
-use crate::page::MAX_KEY_BYTES;
+use crate::page::{PageId, MAX_KEY_BYTES};
 use crate::pager::SnapshotWindow;
 
 use super::keyspace::Keyspace;
@@ -270,7 +270,7 @@ impl Inner {
     /// Applies a batch under the tree's write lock (the caller holds the writer lock): commits it
     /// whole, or abandons it whole and returns the error. Returns the commit LSN (`None` if it
     /// changed nothing) and what `body` returned.
-    fn apply_batch<R>(
+    pub(super) fn apply_batch<R>(
         &self,
         mtr: &mut MtrBuf,
         body: &mut impl FnMut(&mut BatchWriter<'_>, &Keyspaces) -> Result<R>,
@@ -308,7 +308,7 @@ impl Inner {
     }
 
     /// Makes sure about `estimate` bytes of redo fit, checkpointing if the log is short of room.
-    fn make_log_room(&self, estimate: u64) -> Result<()> {
+    pub(super) fn make_log_room(&self, estimate: u64) -> Result<()> {
         let capacity = self.log.file().capacity();
         // Leave room for the batch (twice its payload covers splits) and a margin.
         let wanted = (estimate.saturating_mul(2) + capacity / 8).min(capacity - btree::ABORT_RESERVE_BYTES);
@@ -337,10 +337,12 @@ pub(super) fn apply_ops(writer: &mut BatchWriter<'_>, keyspaces: &Keyspaces, bat
     // Entries added per keyspace: the batch's slots, then the default keyspace.
     let mut added = vec![0i64; infos.len() + 1];
     let mut removed = false;
+    // Roots as the table has them now (a compaction may have moved one since a handle was made).
+    let roots: Vec<PageId> = infos.iter().map(|info| keyspaces.root_of(info).unwrap_or(info.root)).collect();
     for op in &batch.ops {
         let (slot, tree) = match op {
-            BatchOp::Insert(slot, ..) | BatchOp::Remove(slot, _) => match infos.get(*slot as usize) {
-                Some(info) => (*slot as usize, info.root),
+            BatchOp::Insert(slot, ..) | BatchOp::Remove(slot, _) => match roots.get(*slot as usize) {
+                Some(&root) => (*slot as usize, root),
                 None => (infos.len(), default.root),
             },
         };

@@ -61,15 +61,16 @@ impl Inner {
         version
     }
 
-    /// Registers a snapshot for reading `keyspace`, if it is live at this version.
-    fn register_snapshot_of(&self, keyspace: &KeyspaceInfo) -> Result<u64> {
+    /// Registers a snapshot for reading `keyspace`, if it is live at this version; returns the
+    /// version and the keyspace's root at it.
+    fn register_snapshot_of(&self, keyspace: &KeyspaceInfo) -> Result<(u64, page::PageId)> {
         let tree = self.tree.read();
-        if !tree.keyspaces.is_live(keyspace) {
+        let Some(root) = tree.keyspaces.root_of(keyspace) else {
             return Err(Error::KeyspaceDropped { name: keyspace.name.clone() });
-        }
+        };
         let version = tree.version;
         *self.snapshots.lock().entry(version).or_insert(0) += 1;
-        Ok(version)
+        Ok((version, root))
     }
 
     pub(super) fn release_snapshot(&self, version: u64) {
@@ -165,17 +166,17 @@ pub(super) fn range_is_empty(low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> boo
 impl<'a> Iter<'a> {
     pub(super) fn new(db: &'a Db, keyspace: &KeyspaceInfo, low: Bound<Vec<u8>>, high: Bound<Vec<u8>>) -> Iter<'a> {
         let empty = range_is_empty(&low, &high);
-        let (version, pending_error) = match db.inner.register_snapshot_of(keyspace) {
-            Ok(version) if empty => {
+        let (version, root, pending_error) = match db.inner.register_snapshot_of(keyspace) {
+            Ok((version, _)) if empty => {
                 db.inner.release_snapshot(version);
-                (None, None)
+                (None, keyspace.root, None)
             }
-            Ok(version) => (Some(version), None),
-            Err(error) => (None, Some(error)),
+            Ok((version, root)) => (Some(version), root, None),
+            Err(error) => (None, keyspace.root, Some(error)),
         };
         Iter {
             db,
-            root: keyspace.root,
+            root,
             version,
             pending_error,
             low,

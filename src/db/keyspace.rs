@@ -106,7 +106,8 @@ impl Db {
             |writer, keyspaces| match keyspaces.get(name) {
                 None => Ok(None),
                 Some(info) => {
-                    catalog::drop(writer, info)?;
+                    let root = keyspaces.root_of(info).unwrap_or(info.root);
+                    catalog::drop(writer, info, root)?;
                     Ok(Some(Arc::clone(info)))
                 }
             },
@@ -180,10 +181,8 @@ impl<'db> Keyspace<'db> {
         let key = key.as_ref();
         check_key(key)?;
         let tree = self.db.inner.tree.read();
-        if !tree.keyspaces.is_live(&self.info) {
-            return Err(self.dropped());
-        }
-        btree::get(&Latest(&tree.pager), self.info.root, key, self.db.inner.page_size)
+        let Some(root) = tree.keyspaces.root_of(&self.info) else { return Err(self.dropped()) };
+        btree::get(&Latest(&tree.pager), root, key, self.db.inner.page_size)
     }
 
     /// Inserts or replaces `key` (atomic and, under `Immediate`, durable when it returns).

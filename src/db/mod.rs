@@ -6,6 +6,8 @@
 //! - `redo.log`: the redo log ([`mtr::layout`]).
 //! - `dblwr`: the doublewrite file ([`crate::checkpoint`]).
 //! - `LOCK`: held exclusively while the database is open.
+//! - `backup.incomplete`: only in a backup's copy still being written ([`Db::backup_to`]); a
+//!   directory holding it is never opened.
 //!
 //! # Concurrency
 //! One batch is applied at a time (the writer mutex), under the tree's write lock; readers take
@@ -35,11 +37,13 @@
 //! # Where things are
 //! - here: the `Db` handle and the state its threads share (`Inner`), the files' names and the
 //!   limits, point reads, `check`, `checkpoint`, `flush`, `close`, and the failed state.
+//! - `backup`: [`Db::backup_to`], a consistent copy of the open database.
 //! - `options`: [`Options`], [`Durability`] and their defaults.
 //! - `open`: opening: creating a database, or repairing and recovering one, and starting its
 //!   threads.
 //! - `batch`: [`WriteBatch`] and the write path, from checking a batch to its durable commit.
 //! - `background`: checkpoints, the checkpoint and log-flush threads, and stopping them.
+//! - `compact`: [`Db::compact`], moving pages down and cutting the data file's free end.
 //! - `iter`: [`Iter`], range scans at a snapshot, and the registry of open snapshots.
 //! - `keyspace`: [`Keyspace`] handles; creating, listing and dropping keyspaces, and freeing a
 //!   dropped one's pages.
@@ -48,7 +52,9 @@
 //!   time, committed as one batch.
 
 mod background;
+mod backup;
 mod batch;
+mod compact;
 mod iter;
 mod keyspace;
 mod open;
@@ -56,7 +62,9 @@ mod options;
 mod stats;
 mod transaction;
 
+pub use backup::{BackupProgress, BackupReport, BACKUP_INCOMPLETE_FILE, COPY_CHUNK_BYTES};
 pub use batch::WriteBatch;
+pub use compact::{CompactProgress, CompactReport, CUT_RELINKS_PER_BATCH, MAX_PASSES, MOVES_PER_BATCH};
 pub use iter::Iter;
 pub use keyspace::Keyspace;
 pub use options::{
@@ -113,6 +121,13 @@ struct Inner {
     tree: TreeLock,
     writer: Mutex<MtrBuf>,
     checkpoint_lock: Mutex<()>,
+    /// One compaction at a time.
+    compaction: Mutex<()>,
+    /// Where the last compaction batch's redo ends: the data file is cut only by a checkpoint
+    /// at or after it (see `compact`).
+    compaction_redo_end: std::sync::atomic::AtomicU64,
+    /// A compaction lowered `page_count`; the data file is longer than that until cut.
+    cut_pending: std::sync::atomic::AtomicBool,
     snapshots: Mutex<BTreeMap<u64, usize>>,
     failure: Mutex<Option<String>>,
     counters: Counters,

@@ -35,7 +35,7 @@ fn io_at(action: &'static str, path: String) -> impl FnOnce(std::io::Error) -> E
     move |source| Error::Io { action, path, source }
 }
 
-fn new_log_id() -> u64 {
+pub(super) fn new_log_id() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     hasher.write_u32(std::process::id());
@@ -53,13 +53,8 @@ impl Db {
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
         options.validate()?;
         let dir = dir.as_ref();
-        let storage = DirStorage::open(dir, true).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked { dir: dir.to_path_buf() }
-            } else {
-                Error::Io { action: "opening the database directory", path: dir.display().to_string(), source }
-            }
-        })?;
+        let storage = lock_directory(dir, "opening the database directory")?;
+        super::backup::refuse_incomplete_backup(&storage, &dir.display().to_string())?;
         if !storage.exists(DATA_FILE).map_err(io_at("looking for the data file", dir.display().to_string()))? {
             refuse_foreign_directory(dir)?;
         }
@@ -69,6 +64,7 @@ impl Db {
     /// Opens a database on any [`Storage`] (for example a fault-injecting one in tests).
     pub fn open_storage(storage: Arc<dyn Storage>, location: String, options: Options) -> Result<Db> {
         options.validate()?;
+        super::backup::refuse_incomplete_backup(&*storage, &location)?;
         let started = Instant::now();
         let describe = |name: &str| storage.describe(name);
         let data_exists = storage.exists(DATA_FILE).map_err(io_at("looking for the data file", describe(DATA_FILE)))?;
@@ -215,6 +211,10 @@ impl Db {
         let write_back_started = Instant::now();
         let counts = write_back_all(&mut pager, &*storage, &doublewrite, tag)?;
         let log = Log::resume(log_file, Lsn(report.recovered_end_lsn))?;
+        // Free pages a compaction cut off the page ids whose data file was not cut before the
+        // process stopped: the checkpoint just written is past every record naming them.
+        let page_count = btree::read_meta(&Latest(&pager))?.page_count;
+        pager.cut_file(page_count)?;
         let mut report = report;
         report.write_back_duration = write_back_started.elapsed();
         report.pages_written_back = written.get() + counts.pages;
@@ -300,6 +300,9 @@ impl Db {
             tree: TreeLock::new(Tree { pager, version: 0, keyspaces }),
             writer: Mutex::new(MtrBuf::new()),
             checkpoint_lock: Mutex::new(()),
+            compaction: Mutex::new(()),
+            compaction_redo_end: std::sync::atomic::AtomicU64::new(0),
+            cut_pending: std::sync::atomic::AtomicBool::new(false),
             snapshots: Mutex::new(BTreeMap::new()),
             failure: Mutex::new(None),
             counters: Counters::default(),
@@ -364,6 +367,18 @@ fn write_back_all(
     // Nothing else changes pages while a database opens: every page written is clean now.
     pager.mark_written(&images, Lsn::ZERO)?;
     Ok(counts)
+}
+
+/// Opens `dir` (creating it if missing) and takes its lock: [`Error::Locked`] if another handle
+/// or process holds it, an I/O error (`action`) otherwise.
+pub(super) fn lock_directory(dir: &Path, action: &'static str) -> Result<DirStorage> {
+    DirStorage::open(dir, true).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::WouldBlock {
+            Error::Locked { dir: dir.to_path_buf() }
+        } else {
+            Error::Io { action, path: dir.display().to_string(), source }
+        }
+    })
 }
 
 fn refuse_foreign_directory(dir: &Path) -> Result<()> {

@@ -151,7 +151,10 @@ impl<'db> Transaction<'db> {
             return Ok(buffered.clone());
         }
         let tree = self.db.inner.tree.read();
-        btree::get(&Latest(&tree.pager), keyspace.info().root, key, self.db.inner.page_size)
+        let Some(root) = tree.keyspaces.root_of(keyspace.info()) else {
+            return Err(Error::KeyspaceDropped { name: keyspace.name().to_string() });
+        };
+        btree::get(&Latest(&tree.pager), root, key, self.db.inner.page_size)
     }
 
     /// Inserts or replaces `key` in `keyspace` (applied when the transaction commits).

@@ -12,6 +12,7 @@ pub mod crash;
 pub mod files;
 pub mod marked;
 pub mod rng;
+pub mod tmpfs;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -230,6 +231,25 @@ pub fn run_overlapping(storage: &FaultStorage, steps: &[Step], options: Options,
         let _ = db.close();
     }
     run
+}
+
+/// Every entry of every keyspace, the default one named `""`.
+pub type AllContents = BTreeMap<(String, Vec<u8>), Vec<u8>>;
+
+/// Every entry of the default keyspace and of every named one.
+pub fn all_contents(db: &Db) -> AllContents {
+    let mut all = AllContents::new();
+    for entry in db.iter() {
+        let (key, value) = entry.expect("iterating the default keyspace");
+        all.insert((String::new(), key.to_vec()), value.to_vec());
+    }
+    for name in db.keyspaces().expect("listing the keyspaces") {
+        for entry in db.keyspace(&name).expect("opening a keyspace").iter() {
+            let (key, value) = entry.expect("iterating a keyspace");
+            all.insert((name.clone(), key.to_vec()), value.to_vec());
+        }
+    }
+    all
 }
 
 pub fn contents(db: &Db) -> Model {
