@@ -1,20 +1,28 @@
 //! `mtrdb`: the command-line tool of mtrdb.
 //!
-//! Inspects a database directory (`stat`, `check`, `log`, `page`), recovers it (`recover`), and
-//! exports and imports its entries (`dump`, `load`). The inspection commands and `dump` never
-//! modify the directory, not even one that crashed: they read its files read-only and run
-//! recovery in memory ([`mtrdb::inspect`]). Only `recover` and `load` write.
+//! Inspects a database directory (`stat`, `check`, `log`, `page`), recovers it (`recover`),
+//! exports and imports its entries (`dump`, `load`), copies it (`backup`) and gives its free space
+//! back (`compact`). The inspection commands and `dump` never modify the directory, not even one
+//! that crashed: they read its files read-only and run recovery in memory ([`mtrdb::inspect`]).
+//! Only `recover`, `load`, `backup` and `compact` write. `backup` writes its destination, and
+//! opens its source for real: a source that crashed is recovered first, as by `recover`, and
+//! closing it writes a checkpoint to its log. `compact` opens its database the same way, moves
+//! pages and shrinks the data file ([`mtrdb::Db::compact`]).
 //!
 //! This crate owns the command line and the presentation; it must not know more of the formats
 //! than the engine's public API tells it, and must never write a database file except through
-//! [`mtrdb::Db`] in `recover` and `load`.
+//! [`mtrdb::Db`] in `recover`, `load`, `backup` and `compact`.
 //!
 //! Exit status: 0 on success; 1 when the command fails or finds damage (the message, on standard
 //! error, says which); 2 for a usage error.
 
+mod backup;
+mod compact;
 mod dump;
 mod logdump;
+mod open;
 mod pagedump;
+mod progress;
 mod show;
 mod stat;
 
@@ -41,11 +49,14 @@ refused. Lines end with LF.";
 #[command(
     name = "mtrdb",
     version,
-    about = "Inspect, check, recover, dump and load an mtrdb database directory",
-    long_about = "Inspect, check, recover, dump and load an mtrdb database directory.\n\n\
+    about = "Inspect, check, recover, dump, load, back up and compact an mtrdb database directory",
+    long_about = "Inspect, check, recover, dump, load, back up and compact an mtrdb database directory.\n\n\
         stat, check, log, page and dump never modify the directory, even after a crash: they read \
         its files read-only and recover in memory. They take the directory's lock, so a database \
-        that a running process has open is reported as locked. Only recover and load write.\n\n\
+        that a running process has open is reported as locked. Only recover, load, backup and \
+        compact write (backup writes its destination, and opens its source for real: recovering it if \
+        it crashed, and checkpointing it on close; compact opens its database the same way, moves \
+        pages and shrinks the data file).\n\n\
         Exit status: 0 success; 1 the command failed or found damage (message on stderr); 2 usage error.",
     after_long_help = DUMP_FORMAT_HELP
 )]
@@ -58,11 +69,13 @@ struct Cli {
 enum Command {
     /// Summarize files, checkpoints, log head, pages and tree shape (read-only)
     ///
-    /// Page size; the data, log and doublewrite files' sizes; the log's capacity and both
-    /// checkpoint slots; where the valid log ends and whether the database is clean or needs
-    /// recovery (how many mtrs and bytes of redo after the checkpoint); pages by kind on disk and
-    /// after a recovery in memory; tree height, entries, free pages and fill per level; and the
-    /// structural check. Exits 1 if the database cannot be recovered or the check fails.
+    /// Page size; the data, log and doublewrite files' lengths and the bytes each takes on disk;
+    /// the log's capacity and both checkpoint slots; where the valid log ends and whether the
+    /// database is clean or needs recovery (how many mtrs and bytes of redo after the checkpoint);
+    /// pages by kind on disk and after a recovery in memory; tree height, entries, free pages (and
+    /// at most how many bytes `compact` could give back: the data file less its pages in use) and
+    /// fill per level; and the structural check. Exits 1 if the database cannot be recovered or
+    /// the check fails.
     Stat {
         /// The database directory.
         dir: PathBuf,
@@ -146,6 +159,37 @@ enum Command {
         #[arg(long, value_name = "BYTES")]
         page_size: Option<usize>,
     },
+    /// Copy a database that no program has open into a new or empty directory
+    ///
+    /// Opens the database at SRC for real (recovering it first if it crashed; closing it writes a
+    /// checkpoint), writes a consistent copy into DST with Db::backup_to, closes it, and prints
+    /// the pages and bytes copied, the rate, the longest writer pause and the LSN the copy is as
+    /// of. The copy opens with nothing to recover; until it is complete it is marked so, and never
+    /// opened, and a failed backup removes what it wrote. DST must be new or empty. A database
+    /// that a program has open is locked: that program makes its online backup, through
+    /// Db::backup_to. Progress on standard error: a bar on a terminal, else a line at every 10%.
+    Backup {
+        /// The database directory.
+        src: PathBuf,
+        /// The copy's directory: new, or empty.
+        dst: PathBuf,
+    },
+    /// Give a database's free space back to the file system
+    ///
+    /// Opens the database at DIR for real (recovering it first if it crashed; closing it writes a
+    /// checkpoint), compacts it with Db::compact (pages in use move from the end of the data file
+    /// into free pages lower down, and the free pages at the end are cut off), closes it, and
+    /// prints the data file's length before and after, the bytes given back, the page ids before
+    /// and after, the pages moved, the passes, the duration, the longest pause and whether the
+    /// file's cut was deferred. Pages are moved, not merged: the file keeps the pages in use (at
+    /// least; a page the engine does not move keeps the free pages below it). A crash during the
+    /// compaction loses nothing. A database that a program has open is locked: that program compacts it, through
+    /// Db::compact. Progress on standard error, per pass (moves done of moves planned): a bar on a
+    /// terminal, else a line at every 10%.
+    Compact {
+        /// The database directory.
+        dir: PathBuf,
+    },
 }
 
 /// Why a command stopped early.
@@ -206,6 +250,8 @@ fn main() -> ExitCode {
         Command::Recover { dir } => stat::recover(&dir),
         Command::Dump { dir, output } => dump::dump(&dir, output.as_deref()),
         Command::Load { dir, input, page_size } => dump::load(&dir, input.as_deref(), page_size),
+        Command::Backup { src, dst } => backup::run(&src, &dst),
+        Command::Compact { dir } => compact::run(&dir),
     };
     match result {
         Ok(()) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,

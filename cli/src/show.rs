@@ -204,8 +204,16 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
     text.chunks_exact(2).map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?)).collect()
 }
 
-/// A byte count, with a binary-unit approximation when it is large.
+/// A byte count, with a binary-unit approximation when it is large: `20480 B (20.0 KiB)`.
 pub fn size(bytes: u64) -> String {
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    format!("{bytes} B ({})", short_size(bytes))
+}
+
+/// A byte count in a binary unit, one decimal: `20.0 KiB` (`512 B` under 1 KiB).
+pub fn short_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if bytes < 1024 {
         return format!("{bytes} B");
@@ -216,7 +224,7 @@ pub fn size(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    format!("{bytes} B ({value:.1} {})", UNITS[unit])
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -237,5 +245,14 @@ mod tests {
     fn escapes_and_shortens() {
         assert_eq!(escaped(b"a\"b\\\x01", 10), "\"a\\\"b\\\\\\x01\"");
         assert_eq!(escaped(b"abcdef", 3), "\"abc\"...(6 B)");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(20480), "20480 B (20.0 KiB)");
+        assert_eq!(short_size(0), "0 B");
+        assert_eq!(short_size(3 << 20), "3.0 MiB");
+        assert_eq!(short_size(5 << 40), "5.0 TiB");
     }
 }

@@ -6,6 +6,7 @@
 //! checkpoint, and closes it.
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use mtrdb::db::{DATA_FILE, DOUBLEWRITE_FILE, LOG_FILE};
@@ -14,7 +15,7 @@ use mtrdb::{CheckReport, Db, Options, RecoveryReport};
 
 use crate::logdump::{self, Walk};
 use crate::show::{self, Census};
-use crate::{Failure, Outcome};
+use crate::{io_failure, Failure, Outcome};
 
 /// `mtrdb stat DIR`.
 pub fn run(dir: &Path) -> Outcome {
@@ -30,15 +31,24 @@ pub fn run(dir: &Path) -> Outcome {
         None => writeln!(out, "page size     unknown: no readable meta page")?,
     }
     let len = |name| show::file_len(&overlay, name);
-    let described = |len: Option<u64>| len.map_or_else(|| "missing".to_string(), show::size);
+    // The length, then what the file takes on disk: less where it is sparse (the log's ring
+    // before it is written), more where the file system rounds up or preallocates.
+    let described = |name: &str, len: Option<u64>, pages: String| -> Outcome<String> {
+        let Some(len) = len else { return Ok("missing".to_string()) };
+        let allocated = match allocated(dir, name)? {
+            Some(bytes) => format!("; {} allocated on disk", show::size(bytes)),
+            None => String::new(),
+        };
+        Ok(format!("{}{pages}{allocated}", show::size(len)))
+    };
     let data_len = len(DATA_FILE)?;
     let pages = match (data_len, page_size) {
         (Some(len), Some(size)) => format!(", {} pages", len / size as u64),
         _ => String::new(),
     };
-    writeln!(out, "data file     {}{pages}", described(data_len))?;
-    writeln!(out, "log file      {}", described(len(LOG_FILE)?))?;
-    writeln!(out, "dblwr file    {}", described(len(DOUBLEWRITE_FILE)?))?;
+    writeln!(out, "data file     {}", described(DATA_FILE, data_len, pages)?)?;
+    writeln!(out, "log file      {}", described(LOG_FILE, len(LOG_FILE)?, String::new())?)?;
+    writeln!(out, "dblwr file    {}", described(DOUBLEWRITE_FILE, len(DOUBLEWRITE_FILE)?, String::new())?)?;
     if data_len == Some(0) {
         writeln!(
             out,
@@ -70,7 +80,7 @@ pub fn run(dir: &Path) -> Outcome {
     }
     out.flush()?;
     let check = db.check().map_err(|e| Failure::new(format!("the recovered tree is damaged: {e}")))?;
-    print_tree(&mut out, &check)?;
+    print_tree(&mut out, &check, db.page_size(), data_len)?;
     writeln!(out, "check         ok")?;
     out.flush()?;
     if let Some(walk) = walk.filter(Walk::corrupt) {
@@ -80,6 +90,17 @@ pub fn run(dir: &Path) -> Outcome {
         )));
     }
     Ok(())
+}
+
+/// The bytes `name` in `dir` takes on disk (`st_blocks` × 512), or `None` if it does not exist.
+/// Read from the file system's metadata: it changes nothing, not even an access time.
+fn allocated(dir: &Path, name: &str) -> Outcome<Option<u64>> {
+    let path = dir.join(name);
+    match std::fs::metadata(&path) {
+        Ok(metadata) => Ok(Some(metadata.blocks() * 512)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(io_failure("reading the metadata of", &path)(error)),
+    }
 }
 
 /// Prints the log's part of `stat`; `None` if the log cannot be read (then said so).
@@ -172,13 +193,27 @@ fn recovery_summary(report: &RecoveryReport) -> String {
     )
 }
 
-fn print_tree(out: &mut impl Write, check: &CheckReport) -> Outcome {
+/// The tree's lines of `stat`; `data_len` is the data file's length on disk, if known.
+fn print_tree(out: &mut impl Write, check: &CheckReport, page_size: usize, data_len: Option<u64>) -> Outcome {
     writeln!(out, "tree          height {}, {} entries", check.height, check.entries)?;
     writeln!(
         out,
         "pages         {} ids: 1 meta, {} leaf, {} branch, {} overflow, {} free",
         check.page_count, check.leaf_pages, check.branch_pages, check.overflow_pages, check.free_pages
     )?;
+    // New pages reuse free ones first; only a compaction gives bytes back: the free pages, and
+    // any tail of the file on disk beyond the page ids (a cut that a compaction deferred, then
+    // never made: opening cuts it). At most: this assumes every page in use can move below the
+    // free ones, and a page the engine leaves where it is (see `Db::compact`) keeps the free pages
+    // below it in the file.
+    let give_back = match data_len {
+        Some(len) => {
+            let in_use = u64::from(check.page_count).saturating_sub(check.free_pages);
+            format!("at most {}", show::size(len.saturating_sub(in_use * page_size as u64)))
+        }
+        None => "an unknown amount (the data file's length is unknown)".to_string(),
+    };
+    writeln!(out, "free          {} pages; a compaction could give back {give_back}", check.free_pages)?;
     let fill: Vec<String> = check
         .fill_by_level
         .iter()

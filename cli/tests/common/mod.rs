@@ -1,7 +1,7 @@
 //! Shared by the CLI's tests: a database directory that crashed in the middle of a batch that
-//! splits, built with the fault-injecting storage; running the built `mtrdb` binary; and
-//! snapshots of a directory's files (bytes and modification times) to prove a command left them
-//! alone.
+//! splits, built with the fault-injecting storage; filling a database with entries, a keyspace and
+//! an overflow value; running the built `mtrdb` binary; and snapshots of a directory's files
+//! (bytes and modification times) to prove a command left them alone.
 
 #![allow(dead_code)]
 
@@ -141,6 +141,24 @@ fn scan(storage: &FaultStorage) -> Option<Scan> {
     }
     scan.end_lsn = end.lsn.0;
     Some(scan)
+}
+
+/// Writes into `db` entries `key000000`, `key000001`, ... (`entries` of them, `value_len` bytes
+/// each) in batches of 500 into the default keyspace, 20 entries into a keyspace "alpha", and one
+/// value (`overflow`) in an overflow chain.
+pub fn fill(db: &Db, entries: u32, value_len: usize) {
+    let alpha = db.keyspace("alpha").unwrap();
+    for start in (0..entries).step_by(500) {
+        let mut batch = WriteBatch::new();
+        for i in start..(start + 500).min(entries) {
+            batch.insert(format!("key{i:06}"), vec![b'a' + (i % 26) as u8; value_len]);
+        }
+        db.write(batch).unwrap();
+    }
+    for i in 0..20u32 {
+        alpha.insert(format!("a{i:02}"), format!("alpha {i}")).unwrap();
+    }
+    db.insert(b"overflow", (0..20_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>()).unwrap();
 }
 
 /// Runs the built `mtrdb` with `args`.
