@@ -216,7 +216,12 @@ impl Keyspaces {
 
     /// The current root of `info`'s tree, if it is live.
     pub(crate) fn root_of(&self, info: &KeyspaceInfo) -> Option<PageId> {
-        self.live_ids.get(&info.id).copied()
+        self.root_of_id(info.id)
+    }
+
+    /// The current root of keyspace `id`'s tree, if it is live.
+    pub(crate) fn root_of_id(&self, id: u64) -> Option<PageId> {
+        self.live_ids.get(&id).copied()
     }
 
     /// Records that keyspace `id`'s root moved to `root` (compaction).

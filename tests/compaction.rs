@@ -421,3 +421,53 @@ fn compaction_on_a_full_disk_loses_nothing() {
     println!("{}", outcomes.join("\n"));
     assert!(outcomes.iter().any(|o| o.contains("os error 28")), "no round hit a full disk: {outcomes:?}");
 }
+
+/// Without `compact`: free pages at the end of the page ids (a dropped keyspace created last)
+/// are cut off by `checkpoint` and by `close`, and the data file shrinks.
+#[test]
+fn a_checkpoint_cuts_free_pages_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let model = fill_and_thin(&db, 5_000, 100, false, 1, 6);
+    db.checkpoint().unwrap();
+    let before = data_len(dir.path());
+    let last = db.keyspace("last").unwrap();
+    for start in (0..20_000u32).step_by(1000) {
+        let mut batch = WriteBatch::new();
+        for k in start..start + 1000 {
+            batch.insert_in(&last, k.to_le_bytes(), value(u64::from(k), 100));
+        }
+        db.write(batch).unwrap();
+    }
+    db.checkpoint().unwrap();
+    let grown = data_len(dir.path());
+    assert!(grown > before + (1 << 20), "{before} -> {grown}");
+    db.drop_keyspace("last").unwrap();
+    db.checkpoint().unwrap();
+    let cut = data_len(dir.path());
+    println!("{before} -> {grown} -> {cut} bytes");
+    assert!(
+        cut <= before + 4096,
+        "the dropped keyspace's pages at the end should be cut: {before} -> {grown} -> {cut}"
+    );
+    db.check().unwrap();
+    assert!(contents(&db) == model);
+    // And by close, with an iterator open at the checkpoint.
+    let again = db.keyspace("again").unwrap();
+    let mut batch = WriteBatch::new();
+    for k in 0..5_000u32 {
+        batch.insert_in(&again, k.to_le_bytes(), value(u64::from(k), 100));
+    }
+    db.write(batch).unwrap();
+    db.checkpoint().unwrap();
+    db.drop_keyspace("again").unwrap();
+    let iterator = db.iter();
+    db.checkpoint().unwrap();
+    assert!(data_len(dir.path()) > cut + 4096, "an open iterator keeps the file's tail");
+    drop(iterator);
+    db.close().unwrap();
+    assert!(data_len(dir.path()) <= cut + 4096);
+    let db = Db::open(dir.path()).unwrap();
+    db.check().unwrap();
+    assert!(contents(&db) == model);
+}

@@ -285,6 +285,16 @@ impl<'a> BatchWriter<'a> {
     }
 }
 
+/// Whether the last page id (`page_count - 1`) is a free page: then free pages can be cut off
+/// the end ([`BatchWriter::cut_free_tail`]).
+pub(crate) fn last_page_is_free(source: &impl super::PageSource) -> Result<bool> {
+    let meta = super::read_meta(source)?;
+    if meta.page_count <= 1 {
+        return Ok(false);
+    }
+    Ok(page::header(&source.page(meta.page_count - 1)?).kind == PageKind::Free as u8)
+}
+
 /// The free list's pages in order (head first), read through `source` (a snapshot) from
 /// `free_head`; at most `page_count` of them.
 pub(crate) fn free_list_order(

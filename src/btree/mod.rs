@@ -55,7 +55,7 @@ mod remove;
 mod split;
 mod writer;
 
-pub(crate) use free_list::{free_list_order, FreeListModel};
+pub(crate) use free_list::{free_list_order, last_page_is_free, FreeListModel};
 pub(crate) use overflow::{append_overflow_page, check_overflow_read, overflow_buffer};
 pub(crate) use read::{chunk_backward, chunk_forward, get, ChunkEntry, ChunkValue, LeafChunk};
 pub(crate) use relocate::{plan_moves, Locator};

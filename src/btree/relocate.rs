@@ -43,6 +43,25 @@ pub(crate) enum Locator {
     ChainNext { previous: PageId },
 }
 
+impl Locator {
+    /// The root of the tree it descends from, if it descends from one.
+    pub(crate) fn root(&self) -> Option<PageId> {
+        match self {
+            Locator::Node { root, .. } | Locator::ChainStart { root, .. } => Some(*root),
+            Locator::ChainNext { .. } => None,
+        }
+    }
+
+    /// The same locator, descending from `root` (the tree's root now, if it moved).
+    pub(crate) fn with_root(&self, root: PageId) -> Locator {
+        match self {
+            Locator::Node { level, route, .. } => Locator::Node { root, level: *level, route: route.clone() },
+            Locator::ChainStart { key, .. } => Locator::ChainStart { root, key: key.clone() },
+            Locator::ChainNext { previous } => Locator::ChainNext { previous: *previous },
+        }
+    }
+}
+
 /// What points to the page being moved, found again at the time of the move.
 enum Pointer {
     /// A branch's leftmost child (its link).

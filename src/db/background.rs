@@ -47,6 +47,8 @@ impl Db {
         for handle in [self.background.take(), self.log_flusher.take()].into_iter().flatten() {
             let _ = handle.join();
         }
+        // An error here (the database failed) is the final checkpoint's to report.
+        let _ = self.inner.cut_free_end();
         self.inner.checkpoint()?;
         self.inner.release_space()
     }
@@ -110,7 +112,8 @@ impl Inner {
             }
         };
         if lsn == base.lsn {
-            return Ok(());
+            // Nothing new to checkpoint; a cut an open iterator deferred may be due now.
+            return self.cut_data_file(lsn).map_err(|e| self.fail(e));
         }
         self.log.flush_up_to(lsn).map_err(|e| self.fail(e.into()))?;
         self.log.checkpoint(lsn).map_err(|e| self.fail(e.into()))?;

@@ -138,11 +138,18 @@ impl Db {
     fn copy_into(&self, destination: &Destination, progress: &mut dyn FnMut(BackupProgress)) -> Result<BackupReport> {
         let inner = &self.inner;
         let page_size = inner.page_size;
-        let version = inner.register_snapshot();
-        let _release = SnapshotGuard { inner, version };
-        let (meta, lsn) = {
+        // The version and the log's end in one hold of the lock: the end is where that
+        // version's last batch ends (batches append under the tree's write lock).
+        let (version, lsn) = {
             let tree = inner.tree.read();
-            (btree::read_meta(&AtVersion(&tree.pager, version))?, inner.log.end_lsn())
+            let version = tree.version;
+            *inner.snapshots.lock().entry(version).or_insert(0) += 1;
+            (version, inner.log.end_lsn())
+        };
+        let _release = SnapshotGuard { inner, version };
+        let meta = {
+            let tree = inner.tree.read();
+            btree::read_meta(&AtVersion(&tree.pager, version))?
         };
         let total_pages = u64::from(meta.page_count);
         let total_bytes = total_pages * page_size as u64;

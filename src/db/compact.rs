@@ -25,6 +25,10 @@
 //!    after it closed. Recovery never meets a page beyond the end of the file: the file is cut
 //!    only once the checkpoint is past every record naming a page beyond the new end.
 //!
+//! Without a compaction, `Db::checkpoint` and `close` cut off the free pages at the very end of
+//! the page ids (step 4 alone, when the last page is free: after a drop of the keyspace created
+//! last, say), and their checkpoint cuts the file.
+//!
 //! # Crash safety
 //! Every move and every cut is an mtr of an ordinary batch, so a crash anywhere leaves the
 //! database as after some prefix of them: the same contents, a valid tree, every page
@@ -114,6 +118,10 @@ enum Move {
 /// A compaction's plan (see the module doc).
 struct Plan {
     model: FreeListModel,
+    /// The trees the plan walked, by their root at the snapshot: the keyspace's id, or `None`
+    /// for the catalog. A move finds its tree's root now through it: a keyspace's root may have
+    /// moved since, or the keyspace been dropped (its moves are then given up).
+    trees: rustc_hash::FxHashMap<PageId, Option<u64>>,
     /// Pages in use at or above `target`, highest first.
     moves: Vec<(PageId, Move)>,
     /// Pages in use at the snapshot: every page in use fits below it.
@@ -153,7 +161,9 @@ impl Db {
         self.compact_with(|_| {})
     }
 
-    /// [`Db::compact`], calling `progress` after each batch of moves or cuts.
+    /// [`Db::compact`], calling `progress` after each batch of moves or cuts. `progress` may read
+    /// and write the database, but must not start another compaction (it would wait for this
+    /// one).
     pub fn compact_with(&self, mut progress: impl FnMut(CompactProgress)) -> Result<CompactReport> {
         let inner = &self.inner;
         inner.refuse_inside_transaction()?;
@@ -165,10 +175,14 @@ impl Db {
             page_count_before: inner.page_count()?,
             ..CompactReport::default()
         };
-        inner.reclaim_dropped()?;
+        // A dropped keyspace whose freeing fails (a damaged page) stays where it is: its pages
+        // count as in use, and the rest of the file is compacted around them.
+        if let Err(error) = inner.reclaim_dropped() {
+            tracing::warn!(%error, "freeing a dropped keyspace failed; compacting around it");
+        }
         while report.passes < MAX_PASSES {
             report.passes += 1;
-            let mut plan = inner.plan_compaction()?;
+            let mut plan = inner.plan_compaction(false)?;
             let planned = plan.moves.len() as u64;
             let skipped_before = report.moves_skipped;
             let moved = inner.run_moves(&mut plan, &mut report, &mut progress)?;
@@ -213,8 +227,9 @@ impl Inner {
         })
     }
 
-    /// The plan, from a snapshot (see the module doc).
-    fn plan_compaction(&self) -> Result<Plan> {
+    /// The plan, from a snapshot (see the module doc); with `only_the_free_list`, no moves (the
+    /// trees are not walked).
+    fn plan_compaction(&self, only_the_free_list: bool) -> Result<Plan> {
         // The version and the log's end at one batch boundary: every page on the free list at
         // this version carries an LSN at or before that end.
         let (version, lsn) = {
@@ -228,12 +243,19 @@ impl Inner {
             let meta = btree::read_meta(&source)?;
             let order = btree::free_list_order(&source, meta.free_head, meta.page_count)?;
             let target = meta.page_count - order.len() as u32;
+            let model = FreeListModel::new(&order, lsn.0);
+            let mut trees = rustc_hash::FxHashMap::default();
+            if only_the_free_list {
+                return Ok(Plan { model, trees, moves: Vec::new(), target });
+            }
             let mut roots = vec![meta.catalog_root];
+            trees.insert(meta.catalog_root, None);
             let mut root_moves = Vec::new();
             for entry in catalog::entries(&source, meta.catalog_root)? {
                 // A dropped keyspace still being freed stays where it is.
                 if let Entry::Live { name, id, root, .. } = entry {
                     roots.push(root);
+                    trees.insert(root, Some(id));
                     if root >= target && id != catalog::DEFAULT_TREE_ID {
                         root_moves.push((root, Move::Root { name, id }));
                     }
@@ -245,7 +267,7 @@ impl Inner {
                 .chain(root_moves)
                 .collect();
             moves.sort_unstable_by_key(|&(page_id, _)| std::cmp::Reverse(page_id));
-            Ok(Plan { model: FreeListModel::new(&order, lsn.0), moves, target })
+            Ok(Plan { model, trees, moves, target })
         })();
         self.release_snapshot(version);
         plan
@@ -267,7 +289,8 @@ impl Inner {
             let estimate = (batch.len() * (self.page_size + 256)) as u64;
             let model = &mut plan.model;
             let target = plan.target;
-            let body = |writer: &mut btree::BatchWriter<'_>| {
+            let trees = &plan.trees;
+            let body = |writer: &mut btree::BatchWriter<'_>, keyspaces: &catalog::Keyspaces| {
                 model.sync(writer)?;
                 let (mut done, mut skipped, mut roots) = (0u64, 0u64, Vec::new());
                 for (from, planned) in &batch {
@@ -286,7 +309,21 @@ impl Inner {
                             let previous = moved_to.get(previous).copied().unwrap_or(*previous);
                             writer.relocate(model, *from, to, &Locator::ChainNext { previous })?
                         }
-                        Move::Page(locator) => writer.relocate(model, *from, to, locator)?,
+                        Move::Page(locator) => {
+                            // The tree's root now: moved earlier in this batch, or since the
+                            // plan; `None` if its keyspace was dropped meanwhile.
+                            let planned = locator.root().unwrap_or(0);
+                            let current = match trees.get(&planned) {
+                                Some(None) => Some(writer.catalog_root()),
+                                Some(&Some(id)) => keyspaces.root_of_id(id),
+                                None => None,
+                            }
+                            .map(|root| moved_to.get(&root).copied().unwrap_or(root));
+                            match current {
+                                Some(root) => writer.relocate(model, *from, to, &locator.with_root(root))?,
+                                None => false,
+                            }
+                        }
                     };
                     if moved {
                         // Known at once: the next page of its chain may be in this batch.
@@ -320,6 +357,33 @@ impl Inner {
         Ok(moved)
     }
 
+    /// Cuts the free pages at the end of the page ids off, if the last page is free (a dropped
+    /// keyspace or removals freed it): a walk of the free list at a snapshot, then cutting
+    /// batches; the checkpoint that follows cuts the data file. Called before the checkpoints of
+    /// `Db::checkpoint` and `close` (not by the checkpoint thread, which must never wait for the
+    /// writer lock a long transaction holds). Does nothing while a compaction runs
+    /// (it cuts at its end), nor inside a transaction of this database on this thread (which
+    /// holds the writer lock the batches need).
+    ///
+    /// **Cost:** one page read when the last page is in use; otherwise a read of every free page
+    /// and about 40 bytes of memory per free page (as a compaction's plan).
+    pub(super) fn cut_free_end(&self) -> Result<()> {
+        if self.refuse_inside_transaction().is_err() {
+            return Ok(());
+        }
+        let Some(_one_at_a_time) = self.compaction.try_lock() else { return Ok(()) };
+        self.check_writable()?;
+        if !btree::last_page_is_free(&btree::Latest(&self.tree.read().pager))? {
+            return Ok(());
+        }
+        let mut plan = self.plan_compaction(true)?;
+        let mut report = CompactReport::default();
+        if self.run_cuts(&mut plan.model, &mut report)? > 0 {
+            self.cut_pending.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// Moves per batch: [`MOVES_PER_BATCH`], fewer if a quarter of the log would not hold
     /// them (each logs about a page).
     fn moves_per_batch(&self) -> usize {
@@ -336,7 +400,7 @@ impl Inner {
             let (known, cut) = self.compaction_batch(
                 report,
                 estimate,
-                |writer| writer.cut_free_tail(model, CUT_RELINKS_PER_BATCH),
+                |writer, _| writer.cut_free_tail(model, CUT_RELINKS_PER_BATCH),
                 |_, _| {},
             )?;
             model.known_up_to(known.0);
@@ -353,18 +417,25 @@ impl Inner {
         &self,
         report: &mut CompactReport,
         estimate: u64,
-        mut body: impl FnMut(&mut btree::BatchWriter<'_>) -> Result<R>,
+        mut body: impl FnMut(&mut btree::BatchWriter<'_>, &catalog::Keyspaces) -> Result<R>,
         mut on_commit: impl FnMut(&mut catalog::Keyspaces, &R),
     ) -> Result<(mtr::Lsn, R)> {
         self.check_writable()?;
         let mut mtr = self.writer.lock();
         self.make_log_room(estimate)?;
         let held = Instant::now();
-        let (commit, value) = self.apply_batch(&mut mtr, &mut |writer, _| body(writer), &mut on_commit)?;
+        // No data file cut while this batch is in flight: a checkpoint that waits for the tree's
+        // lock meanwhile must not see the page count this batch lowers with an end LSN from
+        // before it (see `cut_data_file`).
+        let before = self.compaction_redo_end.swap(u64::MAX, Ordering::AcqRel);
+        let applied = self.apply_batch(&mut mtr, &mut body, &mut on_commit);
+        let end = match &applied {
+            Ok((Some(end), _)) => end.0.max(before),
+            _ => before,
+        };
+        self.compaction_redo_end.store(end, Ordering::Release);
+        let (commit, value) = applied?;
         report.longest_pause = report.longest_pause.max(held.elapsed());
-        if let Some(end) = commit {
-            self.compaction_redo_end.fetch_max(end.0, Ordering::AcqRel);
-        }
         // Still under the writer lock: no other batch has appended since this one.
         let known = self.log.end_lsn();
         drop(mtr);
@@ -376,13 +447,16 @@ impl Inner {
     /// compaction lowered it, the checkpoint is past that, and no snapshot is open (see the
     /// module doc). Under the tree's write lock.
     pub(super) fn cut_data_file(&self, checkpoint: mtr::Lsn) -> Result<()> {
-        // Every record naming a page beyond the new end is in a compaction batch: the file is
-        // cut only once the checkpoint is past all of them.
-        if !self.cut_pending.load(Ordering::Acquire) || checkpoint.0 < self.compaction_redo_end.load(Ordering::Acquire)
-        {
+        if !self.cut_pending.load(Ordering::Acquire) {
             return Ok(());
         }
         let mut tree = self.tree.write();
+        // Under the tree's lock, with the page count read below: every record naming a page
+        // beyond the new end is in a compaction batch, and the file is cut only once the
+        // checkpoint is past all of them (a batch in flight reads as `u64::MAX`).
+        if checkpoint.0 < self.compaction_redo_end.load(Ordering::Acquire) {
+            return Ok(());
+        }
         if !self.snapshots.lock().is_empty() {
             return Ok(());
         }

@@ -169,7 +169,11 @@ impl Db {
     }
 
     /// Writes every dirty page back and records a checkpoint, so recovery starts from here.
+    /// Free pages at the end of the data file (after a drop or removals freed the last pages)
+    /// are cut off first, and the file shrinks (unless an iterator is open: then at a later
+    /// checkpoint); see [`Db::compact`] for moving pages in use out of the way.
     pub fn checkpoint(&self) -> Result<()> {
+        self.inner.cut_free_end()?;
         self.inner.checkpoint()
     }
 
