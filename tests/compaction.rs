@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use common::rng::Rng;
 use mtrdb::fault::FaultStorage;
-use mtrdb::{Db, Options, WriteBatch};
+use mtrdb::{Db, Options, ReplayJournal, WriteBatch};
 
 use common::{all_contents as contents, AllContents as Contents};
 
@@ -240,16 +240,19 @@ fn fault_options() -> Options {
     Options::default().background_checkpoints(false)
 }
 
-/// Opens, compacts and closes; whether all of it succeeded.
-fn open_compact_close(storage: &FaultStorage) -> bool {
-    let Ok(db) = Db::open_storage(Arc::new(storage.clone()), "sim".into(), fault_options()) else { return false };
+/// Opens, compacts and closes, recording every page the forward path makes in `journal`;
+/// whether all of it succeeded.
+fn open_compact_close(storage: &FaultStorage, journal: &ReplayJournal) -> bool {
+    let options = fault_options().replay_check(journal.clone());
+    let Ok(db) = Db::open_storage(Arc::new(storage.clone()), "sim".into(), options) else { return false };
     db.compact().is_ok() && db.close().is_ok()
 }
 
-/// Recovers `storage` and checks it; returns its page count and the checkpoint it recovered
-/// from.
-fn verify(storage: FaultStorage, model: &Contents, what: &str) -> (u32, u64) {
-    let db = Db::open_storage(Arc::new(storage), "sim".into(), fault_options())
+/// Recovers `storage` (every replayed page compared with the one the forward path made, in
+/// `journal`: redo must rebuild each move's pages exactly) and checks it; returns its page count
+/// and the checkpoint it recovered from.
+fn verify(storage: FaultStorage, model: &Contents, what: &str, journal: &ReplayJournal) -> (u32, u64) {
+    let db = Db::open_storage(Arc::new(storage), "sim".into(), fault_options().replay_check(journal.clone()))
         .unwrap_or_else(|e| panic!("{what}: recovery failed: {e}"));
     let check = db.check().unwrap_or_else(|e| panic!("{what}: check failed: {e}"));
     assert!(contents(&db) == *model, "{what}: the contents changed");
@@ -260,24 +263,31 @@ fn verify(storage: FaultStorage, model: &Contents, what: &str) -> (u32, u64) {
 fn a_crash_at_every_io_boundary_of_a_compaction() {
     let (files, model) = thinned_files();
     let reference = storage_with(&files);
-    assert!(open_compact_close(&reference));
+    assert!(open_compact_close(&reference, &ReplayJournal::new()));
     let total = reference.op_count();
-    let compacted = verify(reference.clone(), &model, "after a clean compaction").0;
-    let original = verify(storage_with(&files), &model, "before").0;
+    let compacted = verify(reference.clone(), &model, "after a clean compaction", &ReplayJournal::new()).0;
+    let original = verify(storage_with(&files), &model, "before", &ReplayJournal::new()).0;
     assert!(compacted < original, "the workload should shrink the database ({original} -> {compacted} pages)");
     let (mut page_counts, mut checkpoints) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    let mut pages_compared = 0u64;
     for crash_at in 0..=total {
         for seed in [0, 1, 7] {
             let storage = storage_with(&files);
+            let journal = ReplayJournal::new();
             storage.crash_at(crash_at);
-            open_compact_close(&storage);
+            open_compact_close(&storage, &journal);
             let (pages, checkpoint) =
-                verify(storage.power_loss(seed), &model, &format!("crash at {crash_at}, seed {seed}"));
+                verify(storage.power_loss(seed), &model, &format!("crash at {crash_at}, seed {seed}"), &journal);
             page_counts.insert(pages);
             checkpoints.insert(checkpoint);
+            pages_compared += journal.pages_compared();
         }
     }
-    println!("{total} I/O boundaries; page counts recovered: {page_counts:?}; from {} checkpoints", checkpoints.len());
+    println!(
+        "{total} I/O boundaries; page counts recovered: {page_counts:?}; from {} checkpoints; {pages_compared} replayed pages compared",
+        checkpoints.len()
+    );
+    assert!(pages_compared > 0, "recovery should replay compaction's redo and compare its pages");
     assert!(page_counts.len() >= 2, "crashes should land before and after the cut");
     // The small log makes compaction's own batches checkpoint: crashes land between them.
     assert!(checkpoints.len() >= 4, "crashes should land inside the compaction: {checkpoints:?}");
@@ -287,7 +297,7 @@ fn a_crash_at_every_io_boundary_of_a_compaction() {
 fn an_io_error_at_every_boundary_of_a_compaction() {
     let (files, model) = thinned_files();
     let reference = storage_with(&files);
-    assert!(open_compact_close(&reference));
+    assert!(open_compact_close(&reference, &ReplayJournal::new()));
     let total = reference.op_count();
     let mut failed = 0;
     for fail_at in 0..total {
@@ -306,7 +316,7 @@ fn an_io_error_at_every_boundary_of_a_compaction() {
                 assert!(!error.to_string().is_empty());
             }
         }
-        verify(storage.power_loss(1), &model, &format!("error at {fail_at}"));
+        verify(storage.power_loss(1), &model, &format!("error at {fail_at}"), &ReplayJournal::new());
     }
     println!("{total} I/O operations, {failed} failed the compaction with an error");
     assert!(failed > 0);

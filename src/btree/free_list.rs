@@ -212,8 +212,12 @@ impl<'a> BatchWriter<'a> {
     /// the end, taking them off the free list, in the open batch. Only the free pages that stay
     /// and come just before a page cut off are changed (their link): as many of the free pages
     /// at the end are cut as that changes at most `max_relinks` pages (at least one page is cut).
-    /// Returns the new `page_count`, or `None` if the last page is in use.
-    pub(crate) fn cut_free_tail(&mut self, model: &mut FreeListModel, max_relinks: usize) -> Result<Option<u32>> {
+    /// Returns `page_count` before and after, or `None` if the last page is in use.
+    pub(crate) fn cut_free_tail(
+        &mut self,
+        model: &mut FreeListModel,
+        max_relinks: usize,
+    ) -> Result<Option<(u32, u32)>> {
         model.sync(self)?;
         let count = self.meta.page_count;
         let mut lowest = count;
@@ -269,7 +273,7 @@ impl<'a> BatchWriter<'a> {
         meta.page_count = cut;
         self.set_meta(meta);
         *model = FreeListModel::new(&kept, model.lsn);
-        Ok(Some(cut))
+        Ok(Some((count, cut)))
     }
 
     /// Sets a free page's link (cutting the tail of the list), in mtrs of at most

@@ -138,15 +138,8 @@ impl Db {
     fn copy_into(&self, destination: &Destination, progress: &mut dyn FnMut(BackupProgress)) -> Result<BackupReport> {
         let inner = &self.inner;
         let page_size = inner.page_size;
-        // The version and the log's end in one hold of the lock: the end is where that
-        // version's last batch ends (batches append under the tree's write lock).
-        let (version, lsn) = {
-            let tree = inner.tree.read();
-            let version = tree.version;
-            *inner.snapshots.lock().entry(version).or_insert(0) += 1;
-            (version, inner.log.end_lsn())
-        };
-        let _release = SnapshotGuard { inner, version };
+        let (snapshot, lsn) = inner.hold_snapshot();
+        let version = snapshot.version;
         let meta = {
             let tree = inner.tree.read();
             btree::read_meta(&AtVersion(&tree.pager, version))?
@@ -199,17 +192,6 @@ impl Db {
             longest_pause,
             recovery_needed: false,
         })
-    }
-}
-
-struct SnapshotGuard<'a> {
-    inner: &'a super::Inner,
-    version: u64,
-}
-
-impl Drop for SnapshotGuard<'_> {
-    fn drop(&mut self) {
-        self.inner.release_snapshot(self.version);
     }
 }
 

@@ -230,16 +230,10 @@ impl Inner {
     /// The plan, from a snapshot (see the module doc); with `only_the_free_list`, no moves (the
     /// trees are not walked).
     fn plan_compaction(&self, only_the_free_list: bool) -> Result<Plan> {
-        // The version and the log's end at one batch boundary: every page on the free list at
-        // this version carries an LSN at or before that end.
-        let (version, lsn) = {
-            let tree = self.tree.read();
-            let version = tree.version;
-            *self.snapshots.lock().entry(version).or_insert(0) += 1;
-            (version, self.log.end_lsn())
-        };
-        let source = SnapshotPages { inner: self, version };
-        let plan = (|| {
+        // Every page on the free list at this version carries an LSN at or before `lsn`.
+        let (snapshot, lsn) = self.hold_snapshot();
+        let source = SnapshotPages { inner: self, version: snapshot.version };
+        (|| {
             let meta = btree::read_meta(&source)?;
             let order = btree::free_list_order(&source, meta.free_head, meta.page_count)?;
             let target = meta.page_count - order.len() as u32;
@@ -268,9 +262,7 @@ impl Inner {
                 .collect();
             moves.sort_unstable_by_key(|&(page_id, _)| std::cmp::Reverse(page_id));
             Ok(Plan { model, trees, moves, target })
-        })();
-        self.release_snapshot(version);
-        plan
+        })()
     }
 
     /// The plan's moves, in batches; returns how many moved.
@@ -395,7 +387,6 @@ impl Inner {
     fn run_cuts(&self, model: &mut FreeListModel, report: &mut CompactReport) -> Result<u64> {
         let mut cut_total = 0u64;
         loop {
-            let before = self.page_count()?;
             let estimate = CUT_RELINKS_PER_BATCH as u64 * 16;
             let (known, cut) = self.compaction_batch(
                 report,
@@ -404,8 +395,8 @@ impl Inner {
                 |_, _| {},
             )?;
             model.known_up_to(known.0);
-            let Some(count) = cut else { return Ok(cut_total) };
-            cut_total += u64::from(before.saturating_sub(count));
+            let Some((before, after)) = cut else { return Ok(cut_total) };
+            cut_total += u64::from(before - after);
         }
     }
 

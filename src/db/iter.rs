@@ -54,11 +54,14 @@ pub(super) fn prefix_bounds(prefix: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
 }
 
 impl Inner {
-    pub(super) fn register_snapshot(&self) -> u64 {
+    /// Registers a snapshot of the committed version; returns it, with the log's end at it (in
+    /// the same hold of the tree's lock: batches append under its write lock, so that end is
+    /// where the version's last batch ends, and no page of the version has a later LSN).
+    pub(super) fn register_snapshot(&self) -> (u64, mtr::Lsn) {
         let tree = self.tree.read();
         let version = tree.version;
         *self.snapshots.lock().entry(version).or_insert(0) += 1;
-        version
+        (version, self.log.end_lsn())
     }
 
     /// Registers a snapshot for reading `keyspace`, if it is live at this version; returns the
@@ -73,6 +76,12 @@ impl Inner {
         Ok((version, root))
     }
 
+    /// Registers a snapshot as [`Inner::register_snapshot`] does, released when the guard drops.
+    pub(super) fn hold_snapshot(&self) -> (SnapshotHold<'_>, mtr::Lsn) {
+        let (version, lsn) = self.register_snapshot();
+        (SnapshotHold { inner: self, version }, lsn)
+    }
+
     pub(super) fn release_snapshot(&self, version: u64) {
         let mut snapshots = self.snapshots.lock();
         if let Some(count) = snapshots.get_mut(&version) {
@@ -81,6 +90,18 @@ impl Inner {
                 snapshots.remove(&version);
             }
         }
+    }
+}
+
+/// A registered snapshot, released when dropped (`Inner::hold_snapshot`).
+pub(super) struct SnapshotHold<'a> {
+    inner: &'a Inner,
+    pub version: u64,
+}
+
+impl Drop for SnapshotHold<'_> {
+    fn drop(&mut self) {
+        self.inner.release_snapshot(self.version);
     }
 }
 

@@ -158,7 +158,7 @@ impl Db {
     /// Verifies the whole structure (checksums, order, fences, links, levels, overflow chains,
     /// the free list, and that every page is accounted for exactly once), at a snapshot.
     pub fn check(&self) -> Result<CheckReport> {
-        let version = self.inner.register_snapshot();
+        let (version, _) = self.inner.register_snapshot();
         let result = check::check_tree(self.inner.page_size, |page_id| {
             let tree = self.inner.tree.read();
             let page = AtVersion(&tree.pager, version);
