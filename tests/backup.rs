@@ -6,8 +6,8 @@
 //!   `check()`, and equal the state after a prefix of every writer's batches (a batch boundary of
 //!   the whole database: each writer's batches are ordered, so a prefix of the commit order is a
 //!   prefix of each writer's). A copy holding half a batch, or batch `n` without `n - 1`, fails.
-//! - `sigkill_during_backup`: a child process writes batches and backs up; it is killed at a
-//!   random moment, 20 times. The source must then recover every acknowledged batch and pass
+//! - `sigkill_during_backup`: a child process writes batches and backs up; it is killed just
+//!   after a random one of the backup's progress reports (one per chunk copied), 20 times. The source must then recover every acknowledged batch and pass
 //!   `check()`. The copy must be refused with `IncompleteBackup`, or open complete (pass
 //!   `check()` and equal the source at a batch boundary; a child that reported the copy done
 //!   must have one), or not have been begun (no data file).
@@ -186,7 +186,7 @@ fn child_backup() {
             }
         })
     };
-    db.backup_to(&target, |_| {}).unwrap();
+    db.backup_to(&target, |progress| say(&format!("COPIED {}", progress.bytes_done))).unwrap();
     say("BACKUP DONE");
     writer.join().unwrap();
 }
@@ -205,8 +205,10 @@ fn sigkill_during_backup() {
     let mut rng = common::rng::Rng(0x0bac_c0de);
     let mut acked = 0u64;
     let (mut refused, mut complete, mut not_begun) = (0, 0, 0);
-    // The first run is not killed: it measures how long the open and the backup take.
-    let mut backup_time = Duration::from_millis(400);
+    // The first run is not killed: it counts the backup's progress lines (one per chunk). Each
+    // later run is killed just after a random one of them: inside the copy, however fast or slow
+    // the machine is.
+    let mut chunks = 0u64;
     for run in 0..=KILLS {
         let target = target_root.path().join(format!("copy-{run}"));
         let mut command = self_command("child_backup");
@@ -216,23 +218,22 @@ fn sigkill_during_backup() {
             .env(CHILD_FIRST_BATCH, (acked + 1).to_string());
         let mut child = ChildProcess::spawn(command);
         while !child.recv(Duration::from_secs(60)).expect("the child did not open the database").contains("OPEN") {}
-        let opened = Instant::now();
-        let done = if run == 0 {
-            loop {
-                let line = child.recv(Duration::from_secs(60)).expect("no line from the child");
-                if line.contains("BACKUP DONE") {
-                    backup_time = opened.elapsed();
-                    child.kill();
-                    break true;
-                }
-            }
-        } else {
-            let delay = backup_time.mul_f64(rng.below(1200) as f64 / 1000.0);
-            std::thread::sleep(delay);
-            child.kill();
-            false
-        };
+        let kill_after = if run == 0 { u64::MAX } else { rng.below(chunks.max(1)) };
         let mut lines = Vec::new();
+        let mut copied = 0u64;
+        let done = loop {
+            let line = child.recv(Duration::from_secs(60)).expect("no line from the child");
+            let done = line.contains("BACKUP DONE");
+            copied += u64::from(line.contains("COPIED "));
+            lines.push(line);
+            if done || copied > kill_after {
+                child.kill();
+                break done;
+            }
+        };
+        if run == 0 {
+            chunks = copied;
+        }
         while let Ok(line) = child.lines.try_recv() {
             lines.push(line);
         }
