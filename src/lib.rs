@@ -77,6 +77,10 @@ pub use db::{
     Transaction, TransactionRange, WriteBatch, MAX_VALUE_BYTES,
 };
 pub use error::{Error, Result};
+/// The file layer a database runs on ([`Db::open_storage`]): a directory, or any other
+/// implementation (the fault-injecting one in tests). Re-exported from the `mtr` crate, so that
+/// a program can name it without depending on `mtr` itself.
+pub use mtr::{DirStorage, OpenMode, Storage, StorageFile};
 pub use page::MAX_KEY_BYTES;
 pub use recovery::RecoveryReport;
 pub use replay::ReplayJournal;

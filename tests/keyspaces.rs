@@ -32,6 +32,15 @@ fn keyspaces_are_independent_and_survive_a_reopen() {
         assert_eq!(db.keyspaces().unwrap(), vec!["orders".to_string(), "users".to_string()]);
         // Opening an existing keyspace finds the same tree.
         assert_eq!(db.keyspace("users").unwrap().get("k").unwrap().as_deref(), Some(&b"user"[..]));
+        // `existing_keyspace` finds it too, and never creates one.
+        let found = db.existing_keyspace("users").unwrap().expect("users exists");
+        assert_eq!(found.get("k").unwrap().as_deref(), Some(&b"user"[..]));
+        assert!(db.existing_keyspace("absent").unwrap().is_none());
+        assert!(db.drop_keyspace("orders").unwrap());
+        assert!(db.existing_keyspace("orders").unwrap().is_none(), "a dropped keyspace is not found");
+        assert_eq!(db.keyspaces().unwrap(), vec!["users".to_string()], "looking created nothing");
+        let orders = db.keyspace("orders").unwrap();
+        orders.insert("k", "order").unwrap();
         db.close().unwrap();
     }
     let db = Db::open_with(dir.path(), small_options()).unwrap();

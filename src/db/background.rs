@@ -187,8 +187,8 @@ impl Inner {
         }
     }
 
-    /// The log flusher under [`Durability::Eventual`]: every [`EVENTUAL_FLUSH_INTERVAL`], makes
-    /// the buffered redo durable, whatever else is going on.
+    /// The log flusher for [`Durability::Eventual`] writes: every [`EVENTUAL_FLUSH_INTERVAL`],
+    /// makes the buffered redo durable, whatever else is going on.
     ///
     /// [`Durability::Eventual`]: super::Durability::Eventual
     pub(super) fn log_flush_loop(&self) {
@@ -202,7 +202,10 @@ impl Inner {
                     return;
                 }
             }
-            if self.failure.lock().is_some() || self.log.unflushed_bytes() == 0 {
+            if !self.eventual_writes.load(std::sync::atomic::Ordering::Relaxed)
+                || self.failure.lock().is_some()
+                || self.log.unflushed_bytes() == 0
+            {
                 continue;
             }
             if let Err(error) = self.log.flush_all() {

@@ -25,6 +25,8 @@ use super::{Db, Durability, Inner, EVENTUAL_FLUSH_BYTES, MAX_VALUE_BYTES};
 pub(super) enum Durable {
     /// As the database's [`Durability`] says (every user write).
     AsOptioned,
+    /// As the writer asked for this write ([`Db::write_with`]).
+    Given(Durability),
     /// Never: work that is redone if lost (freeing a dropped keyspace's pages).
     No,
 }
@@ -136,7 +138,7 @@ impl Db {
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let mut batch = WriteBatch::new();
         batch.remove(key);
-        self.inner.write(&batch)
+        self.inner.write(&batch, Durable::AsOptioned)
     }
 
     /// Applies a batch atomically: all of it or nothing, also across a crash.
@@ -152,19 +154,24 @@ impl Db {
     /// A batch naming a keyspace that was dropped fails with [`Error::KeyspaceDropped`], and one
     /// naming another database's keyspace with [`Error::ForeignKeyspace`]; either applied nothing.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.inner.write(&batch).map(|_| ())
+        self.inner.write(&batch, Durable::AsOptioned).map(|_| ())
+    }
+
+    /// [`Db::write`] with the durability of this one write instead of the database's: an
+    /// `Immediate` write on an `Eventual` database returns once it (and every write before it) is
+    /// durable; an `Eventual` write on an `Immediate` database returns once it is buffered, and
+    /// becomes durable with the next sync of the log (any `Immediate` write's, [`Db::flush`], or
+    /// the database's own within about a second). Either way a crash keeps a prefix of the
+    /// batches in commit order: never a later one without an earlier one.
+    pub fn write_with(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+        self.inner.write(&batch, Durable::Given(durability)).map(|_| ())
     }
 }
 
 impl Inner {
-    pub(super) fn write(&self, batch: &WriteBatch) -> Result<bool> {
+    pub(super) fn write(&self, batch: &WriteBatch, durable: Durable) -> Result<bool> {
         let Some(estimate) = self.prepare(batch)? else { return Ok(false) };
-        self.run_batch(
-            estimate,
-            Durable::AsOptioned,
-            |writer, keyspaces| apply_ops(writer, keyspaces, batch),
-            |_, _| {},
-        )
+        self.run_batch(estimate, durable, |writer, keyspaces| apply_ops(writer, keyspaces, batch), |_, _| {})
     }
 
     /// The refusals checked before a batch takes any lock: the database failed, a keyspace of
@@ -252,10 +259,18 @@ impl Inner {
     /// checkpoint if one is due.
     pub(super) fn finish_commit(&self, commit: Option<Lsn>, durable: Durable) -> Result<()> {
         if let Some(end) = commit {
-            let sync = match (durable, self.options.durability) {
-                (Durable::No, _) => false,
-                (Durable::AsOptioned, Durability::Immediate) => true,
-                (Durable::AsOptioned, Durability::Eventual) => self.log.unflushed_bytes() >= EVENTUAL_FLUSH_BYTES,
+            let durability = match durable {
+                Durable::No => None,
+                Durable::AsOptioned => Some(self.options.durability),
+                Durable::Given(durability) => Some(durability),
+            };
+            let sync = match durability {
+                None => false,
+                Some(Durability::Immediate) => true,
+                Some(Durability::Eventual) => {
+                    self.eventual_writes.store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.log.unflushed_bytes() >= EVENTUAL_FLUSH_BYTES
+                }
             };
             if sync {
                 self.log.flush_up_to(end).map_err(|e| self.fail(e.into()))?;

@@ -73,6 +73,13 @@ impl Db {
         Ok(Keyspace { db: self, info: info.0 })
     }
 
+    /// Keyspace `name` if it exists, without creating it: `None` once it is dropped, where
+    /// [`Db::keyspace`] would create an empty one of that name.
+    pub fn existing_keyspace(&self, name: &str) -> Result<Option<Keyspace<'_>>> {
+        catalog::check_name(name)?;
+        Ok(self.inner.tree.read().keyspaces.get(name).map(|info| Keyspace { db: self, info: Arc::clone(info) }))
+    }
+
     /// The default keyspace: the one `Db::get`, `Db::insert` and the other methods of `Db` act
     /// on. It has no name and cannot be dropped.
     #[must_use]
@@ -196,7 +203,7 @@ impl<'db> Keyspace<'db> {
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let mut batch = WriteBatch::new();
         batch.remove_in(self, key);
-        self.db.inner.write(&batch)
+        self.db.inner.write(&batch, Durable::AsOptioned)
     }
 
     /// The entries with keys in `range`, ascending (or descending from the back), at the

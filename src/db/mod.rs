@@ -128,6 +128,10 @@ struct Inner {
     compaction_redo_end: std::sync::atomic::AtomicU64,
     /// A compaction lowered `page_count`; the data file is longer than that until cut.
     cut_pending: std::sync::atomic::AtomicBool,
+    /// An `Eventual` write was made (always so on an `Eventual` database): the log flusher has
+    /// work. Until then it leaves the log alone, so that an `Immediate` database's I/O stays
+    /// exactly its writers' (its crash tests number every operation).
+    eventual_writes: std::sync::atomic::AtomicBool,
     snapshots: Mutex<BTreeMap<u64, usize>>,
     failure: Mutex<Option<String>>,
     counters: Counters,
@@ -141,7 +145,7 @@ struct Inner {
 pub struct Db {
     inner: Arc<Inner>,
     background: Option<JoinHandle<()>>,
-    /// Under [`Durability::Eventual`]: syncs the log buffer every [`EVENTUAL_FLUSH_INTERVAL`].
+    /// Syncs buffered `Eventual` writes every [`EVENTUAL_FLUSH_INTERVAL`].
     log_flusher: Option<JoinHandle<()>>,
     closed: bool,
 }
@@ -198,6 +202,14 @@ impl Db {
     #[must_use]
     pub fn page_size(&self) -> usize {
         self.inner.page_size
+    }
+
+    /// The redo log's capacity in bytes: a batch's keys and values must fit in it (with room to
+    /// spare, [`Error::BatchTooLarge`] otherwise); a program that splits large work into batches
+    /// sizes them from this.
+    #[must_use]
+    pub fn log_capacity(&self) -> u64 {
+        self.inner.log.file().capacity()
     }
 
     /// Where the database lives.

@@ -25,7 +25,7 @@ use crate::recovery::{self, RecoveryReport};
 
 use super::background::Background;
 use super::stats::Counters;
-use super::{Db, Durability, Inner, Options, Tree, TreeLock, DATA_FILE, DEFAULT_PAGE_SIZE, DOUBLEWRITE_FILE, LOG_FILE};
+use super::{Db, Inner, Options, Tree, TreeLock, DATA_FILE, DEFAULT_PAGE_SIZE, DOUBLEWRITE_FILE, LOG_FILE};
 
 /// The checkpoint number a new database's log reaches once creation is complete: the log starts
 /// at 1, resuming it writes 2, and the checkpoint after the first pages are written writes 3.
@@ -289,6 +289,7 @@ impl Db {
         };
         let resume_reclaim = !keyspaces.dropped.is_empty();
         static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let eventual = options.durability == super::Durability::Eventual;
         let inner = Arc::new(Inner {
             identity: OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             location,
@@ -303,6 +304,7 @@ impl Db {
             compaction: Mutex::new(()),
             compaction_redo_end: std::sync::atomic::AtomicU64::new(0),
             cut_pending: std::sync::atomic::AtomicBool::new(false),
+            eventual_writes: std::sync::atomic::AtomicBool::new(eventual),
             snapshots: Mutex::new(BTreeMap::new()),
             failure: Mutex::new(None),
             counters: Counters::default(),
@@ -311,7 +313,6 @@ impl Db {
             background_signal: Condvar::new(),
             log_flush_signal: Condvar::new(),
         });
-        let eventual = inner.options.durability == Durability::Eventual;
         let mut db = Db { inner, background: None, log_flusher: None, closed: false };
         // A thread that cannot be started is an error, not a silent loss of the promise it
         // keeps (dropping `db` then stops whatever did start).
@@ -326,11 +327,10 @@ impl Db {
         if background_checkpoints {
             db.background = Some(spawn("mtrdb-checkpoint", Inner::background_loop, &db.inner)?);
         }
-        if eventual {
-            // Its own thread, so that neither `background_checkpoints(false)` nor a long
-            // checkpoint holds off the promised sync.
-            db.log_flusher = Some(spawn("mtrdb-log-flush", Inner::log_flush_loop, &db.inner)?);
-        }
+        // Its own thread, so that neither `background_checkpoints(false)` nor a long checkpoint
+        // holds off the promised sync; on every database, as `write_with` may ask for `Eventual`
+        // on any (idle, it wakes once a second to find nothing buffered).
+        db.log_flusher = Some(spawn("mtrdb-log-flush", Inner::log_flush_loop, &db.inner)?);
         if resume_reclaim {
             // A drop whose pages were not all freed when the last process stopped. A failure
             // (a damaged page of a dropped keyspace) does not keep the database from opening:
