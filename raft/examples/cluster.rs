@@ -99,8 +99,8 @@ fn config() -> Result<Arc<Config>, Failure> {
     let config = Config {
         cluster_name: "mtrdb-raft-example".into(),
         heartbeat_interval: 50,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
         // Snapshots every 1,000 entries, and only 100 entries kept behind one: a node that
         // misses more than that catches up by snapshot.
         snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
@@ -135,10 +135,29 @@ async fn leader_of(nodes: &BTreeMap<u64, Node>) -> Result<u64, Failure> {
     metrics.current_leader.ok_or_else(|| "no leader".into())
 }
 
+/// Writes `request` through the leader, following a leader change (a `Set` written twice
+/// writes the same thing).
+async fn write_one(router: &Router, leader: &mut u64, request: Request) -> Result<(), String> {
+    let deadline = Instant::now() + PHASE_TIMEOUT;
+    loop {
+        let raft = router.get(*leader).ok_or_else(|| format!("node {leader} is not running"))?;
+        match raft.client_write(request.clone()).await {
+            Ok(response) if response.data == Response::Applied => return Ok(()),
+            Ok(response) => return Err(format!("{:?}", response.data)),
+            Err(error) if Instant::now() < deadline => match error.forward_to_leader().and_then(|f| f.leader_id) {
+                Some(new_leader) => *leader = new_leader,
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            },
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+}
+
 /// Writes keys `range` through the leader from [`CLIENTS`] concurrent clients; records what
 /// was acknowledged in `model`. Returns the writes per second.
 async fn write(
-    leader: &Raft<TypeConfig>,
+    router: &Router,
+    leader: u64,
     range: std::ops::Range<u64>,
     tag: &str,
     model: &mut Map,
@@ -147,18 +166,16 @@ async fn write(
     let count = range.end - range.start;
     let mut clients = Vec::new();
     for client in 0..CLIENTS as u64 {
-        let raft = leader.clone();
+        let router = router.clone();
         let keys: Vec<u64> = range.clone().filter(|k| k % CLIENTS as u64 == client).collect();
         let tag = tag.to_string();
         clients.push(tokio::spawn(async move {
             let mut acked = Vec::new();
+            let mut leader = leader;
             for k in keys {
                 let (key, value) = (format!("key{k:08}").into_bytes(), format!("{tag}-{k}").into_bytes());
                 let request = Request::Set { key: key.clone(), value: value.clone() };
-                let response = raft.client_write(request).await.map_err(|e| format!("write {k}: {e}"))?;
-                if response.data != Response::Applied {
-                    return Err(format!("write {k}: {:?}", response.data));
-                }
+                write_one(&router, &mut leader, request).await.map_err(|e| format!("write {k}: {e}"))?;
                 acked.push((key, value));
             }
             Ok::<_, String>(acked)
@@ -210,7 +227,7 @@ async fn run(writes: u64, base: &Path) -> Result<usize, Failure> {
     let mut model = Map::new();
 
     // Phase 1: writes through the leader.
-    let rate = write(&nodes[&leader].raft, 0..writes, "a", &mut model).await?;
+    let rate = write(&router, leader, 0..writes, "a", &mut model).await?;
     println!("{writes} writes through the leader from {CLIENTS} clients: {rate:.0} writes/s (each committed by a majority, durable on it, and applied)");
 
     // Phase 2: a follower stops; more writes, past several snapshots and purges.
@@ -218,8 +235,9 @@ async fn run(writes: u64, base: &Path) -> Result<usize, Failure> {
     let node = nodes.remove(&stopped).ok_or("no such node")?;
     stop(stopped, node, &router).await?;
     println!("node {stopped} stopped");
-    let rate = write(&nodes[&leader].raft, writes..3 * writes, "b", &mut model).await?;
+    let rate = write(&router, leader, writes..3 * writes, "b", &mut model).await?;
     println!("{} more writes with node {stopped} down: {rate:.0} writes/s", 2 * writes);
+    let leader = leader_of(&nodes).await?;
     let leader_metrics = nodes[&leader].raft.metrics().borrow().clone();
     let target = leader_metrics.last_applied.map_or(0, |id| id.index);
     println!(
@@ -258,7 +276,8 @@ async fn run(writes: u64, base: &Path) -> Result<usize, Failure> {
     checks.check(all_equal, "all three state machines equal every acknowledged write");
 
     // Phase 4: the leader stops; a new one is elected and no acknowledged write is lost.
-    let old_leader = leader;
+    // (The restarted node may have campaigned meanwhile: the leader is looked up again.)
+    let old_leader = leader_of(&nodes).await?;
     let node = nodes.remove(&old_leader).ok_or("no leader node")?;
     let stopped_at = Instant::now();
     stop(old_leader, node, &router).await?;
@@ -271,7 +290,7 @@ async fn run(writes: u64, base: &Path) -> Result<usize, Failure> {
     nodes[&leader].raft.ensure_linearizable().await?;
     let map = contents(&nodes[&leader].reader)?;
     checks.check(map == model, "the new leader holds every acknowledged write");
-    let rate = write(&nodes[&leader].raft, 3 * writes..4 * writes, "c", &mut model).await?;
+    let rate = write(&router, leader, 3 * writes..4 * writes, "c", &mut model).await?;
     println!("{writes} writes through the new leader with one node down: {rate:.0} writes/s");
 
     // Phase 5: the old leader restarts and converges.

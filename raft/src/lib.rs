@@ -102,8 +102,10 @@ pub const MAX_VALUE_BYTES: usize = mtrdb::MAX_VALUE_BYTES - (64 << 10);
 
 impl Request {
     /// Why the state machine would refuse this request, if it would: a key or value out of
-    /// bounds. Check before proposing; a refused request is still committed to the log, and
-    /// every replica answers it with [`Response::Refused`] alike.
+    /// bounds. **Check before proposing.** A refused request is still committed to the log, and
+    /// every replica answers it with [`Response::Refused`] alike, as long as its entry can be
+    /// stored at all: one whose value exceeds mtrdb's own limit (64 MiB) cannot be appended, and
+    /// the append error stops the node (openraft treats storage errors as fatal).
     pub fn refusal(&self) -> Option<String> {
         let (key, value_len) = match self {
             Request::Set { key, value } => (key, value.len()),

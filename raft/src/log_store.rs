@@ -42,9 +42,16 @@ impl Debug for LogStore {
 /// since) waits here, and the state machine performs it once the snapshot is durable. Otherwise
 /// (openraft purging behind a snapshot this node built, which is durable) a purge runs at once.
 /// A purge lost in a crash is harmless: the entries are still there.
+///
+/// Appends wait too while such a purge waits: openraft takes the log to end at the snapshot once
+/// it decided to install it, and a new leader may send the entries after it before the install
+/// is durable; written at once, a crash would leave them past a hole. (`save_committed` is
+/// skipped meanwhile, for the same reason.) If the install fails, they fail.
 #[derive(Debug)]
 pub(crate) struct PurgeGate {
     state: Mutex<GateState>,
+    /// Signalled when a waiting purge is released or an install fails.
+    changed: tokio::sync::Notify,
     /// Held while a purge runs: purges never overlap, nor go back.
     running: Mutex<Option<LogId<u64>>>,
 }
@@ -57,21 +64,64 @@ struct GateState {
     receptions: usize,
     /// A purge waiting for the state machine.
     waiting: Option<LogId<u64>>,
+    /// An install failed: the log must not move on past it (the node stops).
+    failed: bool,
 }
 
 impl PurgeGate {
     pub(crate) fn new(durable: Option<LogId<u64>>) -> PurgeGate {
         let durable = durable.map_or(0, |id| id.index);
-        PurgeGate { state: Mutex::new(GateState { durable, receptions: 0, waiting: None }), running: Mutex::new(None) }
+        PurgeGate {
+            state: Mutex::new(GateState { durable, receptions: 0, waiting: None, failed: false }),
+            changed: tokio::sync::Notify::new(),
+            running: Mutex::new(None),
+        }
     }
 
     /// The state machine holds its state up to `index` durably: the purge that waited for it,
-    /// if any, is now due.
+    /// if any, is now due (it stays waiting, holding appends back, until [`Self::purge_done`]).
     pub(crate) fn durable_up_to(&self, index: u64) -> Option<LogId<u64>> {
         let mut state = self.state.lock();
         state.durable = state.durable.max(index);
         let durable = state.durable;
-        state.waiting.take_if(|waiting| waiting.index <= durable)
+        state.waiting.filter(|waiting| waiting.index <= durable)
+    }
+
+    /// The purge up to `done` is durable: appends may go on.
+    pub(crate) fn purge_done(&self, done: LogId<u64>) {
+        let mut state = self.state.lock();
+        state.waiting = state.waiting.filter(|waiting| waiting.index > done.index);
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// An install failed.
+    pub(crate) fn install_failed(&self) {
+        self.state.lock().failed = true;
+        self.changed.notify_waiters();
+    }
+
+    /// Whether an install is pending with a purge waiting for it; an error once one failed.
+    fn install_pending(&self) -> Result<bool, Error> {
+        let state = self.state.lock();
+        if state.failed {
+            return Err(Error::Corrupt { detail: "a snapshot install failed; restart the node".into() });
+        }
+        Ok(state.receptions > 0 && state.waiting.is_some())
+    }
+
+    /// Waits while an install is pending with a purge waiting for it.
+    async fn wait_for_install(&self) -> Result<(), Error> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so that a release between the two is not missed.
+            changed.as_mut().enable();
+            if !self.install_pending()? {
+                return Ok(());
+            }
+            changed.await;
+        }
     }
 
     /// A snapshot reception began.
@@ -83,6 +133,8 @@ impl PurgeGate {
     pub(crate) fn reception_ended(&self) {
         let mut state = self.state.lock();
         state.receptions = state.receptions.saturating_sub(1);
+        drop(state);
+        self.changed.notify_waiters();
     }
 
     /// Whether a purge up to `upto` may run now; if not, it waits.
@@ -222,8 +274,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let state = || -> Result<LogState<TypeConfig>, Error> {
             let last_purged_log_id: Option<LogId<u64>> = self.read_meta(meta::PURGED, "the last purged log id")?;
             let log = names::keyspace(&self.db, &self.names.log)?;
+            // A crash between the batches of a large purge can leave entries at or below the
+            // purged log id (removed by the next purge): the log ends at the later of the two.
             let last_log_id = match log.last()? {
-                Some((_, value)) => Some(names::decode_entry(&value)?.log_id),
+                Some((_, value)) => Some(names::decode_entry(&value)?.log_id).max(last_purged_log_id),
                 None => last_purged_log_id,
             };
             Ok(LogState { last_purged_log_id, last_log_id })
@@ -249,7 +303,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError> {
         // Not synced: a committed log id lost in a crash is learnt again from the leader; the
-        // next synced write (an append, a vote) makes it durable with itself.
+        // next synced write (an append, a vote) makes it durable with itself. Not written while
+        // an install is pending (see `PurgeGate`): it may name entries this log does not hold.
+        if self.gate.install_pending().map_err(write_error)? {
+            return Ok(());
+        }
         let meta = names::keyspace(&self.db, &self.names.meta).map_err(write_error)?;
         let mut batch = WriteBatch::new();
         batch.insert_in(&meta, meta::COMMITTED, names::encode(&committed));
@@ -267,6 +325,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        // After an install in progress, if it holds a purge back (see `PurgeGate`).
+        if let Err(error) = self.gate.wait_for_install().await {
+            callback.log_io_completed(Err(std::io::Error::other(error.to_string())));
+            return Err(write_error(error));
+        }
         let log = names::keyspace(&self.db, &self.names.log).map_err(write_error)?;
         let limit = names::batch_bytes(&self.db);
         let mut batches = vec![WriteBatch::new()];

@@ -107,17 +107,22 @@ impl StateMachine {
         let sm_keyspace = names::keyspace(&db, &names.sm(generation))?;
         let applied: Option<Option<LogId<u64>>> = names::read(&sm_keyspace, sm::APPLIED, "the last applied log id")?;
         let membership = names::read(&sm_keyspace, sm::MEMBERSHIP, "the last membership")?.unwrap_or_default();
-        let current: Option<CurrentSnapshot> = names::read(&meta_keyspace, meta::SNAPSHOT, "the current snapshot")?;
+        let mut current: Option<CurrentSnapshot> = names::read(&meta_keyspace, meta::SNAPSHOT, "the current snapshot")?;
         let next_file = names::read_u64(&meta_keyspace, meta::SNAPSHOT_NEXT, "the next snapshot file")?.unwrap_or(0);
         let clean_from =
             names::read_u64(&meta_keyspace, meta::SNAPSHOT_CLEAN_FROM, "the first snapshot file")?.unwrap_or(0);
-        let current_file = current.as_ref().map(|current| current.file);
-        if let Some(file) = current_file {
+        if let Some(file) = current.as_ref().map(|current| current.file) {
             let name = names.snapshot_file(file);
             if !snapshots.exists(&name).map_err(io_error("looking for the current snapshot", name.clone()))? {
-                return Err(Error::Corrupt { detail: format!("the current snapshot file {name} is missing") });
+                // A database restored from a backup of its own, without the snapshot directory:
+                // no snapshot, then. openraft builds one at startup if the log was purged.
+                let mut batch = WriteBatch::new();
+                batch.remove_in(&meta_keyspace, meta::SNAPSHOT);
+                db.write_with(batch, Durability::Immediate)?;
+                current = None;
             }
         }
+        let current_file = current.as_ref().map(|current| current.file);
         // Files numbered from `clean_from` on, but the current one, are unfinished builds and
         // receptions, or current snapshots since replaced whose removal a crash cut short.
         let mut removed = false;
@@ -173,54 +178,78 @@ impl StateMachine {
     async fn apply_entries(&mut self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>, Error> {
         let shared = &self.shared;
         let generation = shared.state.lock().generation;
+        let limit = names::batch_bytes(&shared.db);
+        let mut membership = shared.state.lock().membership.clone();
         let mut responses = Vec::with_capacity(entries.len());
         let mut batch = WriteBatch::new();
         let mut bytes = 0;
-        let limit = names::batch_bytes(&shared.db);
-        let mut membership = shared.state.lock().membership.clone();
-        let mut applied: Option<LogId<u64>>;
-        let count = entries.len();
-        for (position, entry) in entries.into_iter().enumerate() {
+        let mut applied = None;
+        for entry in entries {
+            let request = match &entry.payload {
+                EntryPayload::Normal(request) => match request.refusal() {
+                    Some(reason) => Err(reason),
+                    None => Ok(Some(request)),
+                },
+                _ => Ok(None),
+            };
+            let size = match request {
+                Ok(Some(Request::Set { key, value })) => key.len() + value.len(),
+                Ok(Some(Request::Delete { key })) => key.len(),
+                _ => 0,
+            };
+            // The batch so far goes first if this entry would take it over the limit: a batch
+            // never holds more than the limit, or one entry alone.
+            if bytes > 0 && bytes + size > limit {
+                self.commit_apply(generation, std::mem::take(&mut batch), applied, &membership).await?;
+                bytes = 0;
+            }
             {
                 let keyspace = names::keyspace(&shared.db, &shared.names.sm(generation))?;
-                let response = match &entry.payload {
-                    EntryPayload::Blank => Response::Applied,
-                    EntryPayload::Membership(new) => {
-                        membership = StoredMembership::new(Some(entry.log_id), new.clone());
-                        Response::Applied
+                match request {
+                    Ok(Some(Request::Set { key, value })) => {
+                        batch.insert_in(&keyspace, data_key(key), value);
                     }
-                    EntryPayload::Normal(request) => match request.refusal() {
-                        Some(reason) => Response::Refused { reason },
-                        None => {
-                            match request {
-                                Request::Set { key, value } => {
-                                    bytes += key.len() + value.len();
-                                    batch.insert_in(&keyspace, data_key(key), value);
-                                }
-                                Request::Delete { key } => {
-                                    bytes += key.len();
-                                    batch.remove_in(&keyspace, data_key(key));
-                                }
-                            }
-                            Response::Applied
-                        }
-                    },
-                };
-                responses.push(response);
-                applied = Some(entry.log_id);
-                if bytes < limit && position + 1 < count {
-                    continue;
+                    Ok(Some(Request::Delete { key })) => {
+                        batch.remove_in(&keyspace, data_key(key));
+                    }
+                    _ => {}
                 }
-                batch.insert_in(&keyspace, sm::APPLIED, names::encode(&applied));
-                batch.insert_in(&keyspace, sm::MEMBERSHIP, names::encode(&membership));
             }
-            write_off_runtime(&shared.db, std::mem::take(&mut batch), Durability::Eventual).await?;
-            bytes = 0;
-            let mut state = shared.state.lock();
-            state.applied = applied;
-            state.membership = membership.clone();
+            bytes += size;
+            responses.push(match request {
+                Err(reason) => Response::Refused { reason },
+                Ok(_) => Response::Applied,
+            });
+            if let EntryPayload::Membership(new) = &entry.payload {
+                membership = StoredMembership::new(Some(entry.log_id), new.clone());
+            }
+            applied = Some(entry.log_id);
+        }
+        if applied.is_some() {
+            self.commit_apply(generation, batch, applied, &membership).await?;
         }
         Ok(responses)
+    }
+
+    /// Writes an apply batch with the applied log id and membership it brings the state to.
+    async fn commit_apply(
+        &self,
+        generation: u64,
+        mut batch: WriteBatch,
+        applied: Option<LogId<u64>>,
+        membership: &StoredMembership<u64, BasicNode>,
+    ) -> Result<(), Error> {
+        let shared = &self.shared;
+        {
+            let keyspace = names::keyspace(&shared.db, &shared.names.sm(generation))?;
+            batch.insert_in(&keyspace, sm::APPLIED, names::encode(&applied));
+            batch.insert_in(&keyspace, sm::MEMBERSHIP, names::encode(membership));
+        }
+        write_off_runtime(&shared.db, batch, Durability::Eventual).await?;
+        let mut state = shared.state.lock();
+        state.applied = applied;
+        state.membership = membership.clone();
+        Ok(())
     }
 }
 
@@ -261,10 +290,11 @@ impl Shared {
 
     /// The state machine's state is durable up to `index`: performs the purge that waited for it.
     fn durable_up_to(&self, index: u64) -> Result<(), Error> {
-        match self.gate.durable_up_to(index) {
-            Some(purge) => purge_now(&self.db, &self.names, &self.gate, purge),
-            None => Ok(()),
+        if let Some(purge) = self.gate.durable_up_to(index) {
+            purge_now(&self.db, &self.names, &self.gate, purge)?;
+            self.gate.purge_done(purge);
         }
+        Ok(())
     }
 
     /// Names `current` the current snapshot (one durable batch), and removes the file it replaces.
@@ -347,11 +377,21 @@ impl Shared {
     }
 
     /// Installs the snapshot in `data`, which `meta` describes.
-    fn install(&self, meta: &Meta, mut data: SnapshotFile) -> Result<(), Error> {
+    fn install(&self, meta: &Meta, data: SnapshotFile) -> Result<(), Error> {
+        // A reception ends when this install does, whatever its outcome; a failure is marked
+        // first, so that appends held back behind it fail rather than go on past it.
+        let mut reception = ReceptionEnd(None);
+        let installed = self.install_received(meta, data, &mut reception);
+        if installed.is_err() {
+            self.gate.install_failed();
+        }
+        drop(reception);
+        installed
+    }
+
+    fn install_received(&self, meta: &Meta, mut data: SnapshotFile, reception: &mut ReceptionEnd) -> Result<(), Error> {
         let _building = self.building.lock();
         let current_file = self.state.lock().current.as_ref().map(|current| current.file);
-        // A reception ends when this install does, whatever its outcome.
-        let mut reception = ReceptionEnd(None);
         let (number, file) = if data.is(&self.snapshots, &self.names.snapshot_file(data.number)) {
             // Received into this node's storage: installed in place, so this install decides
             // what becomes of the file, not its handle's drop.

@@ -88,3 +88,19 @@ async fn a_snapshot_many_times_the_log_is_built_and_installed() {
     assert_eq!(other_sm.applied_state().await.unwrap().0, Some(LogId::new(CommittedLeaderId::new(1, 1), 3000)));
     other.db.check().expect("check");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_starts_a_new_batch_before_an_entry_that_would_overflow_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 1 MiB log: batches of 128 KiB. An entry of 127 KiB, then one of 900 KiB, which fits in the log
+    // alone but not with the first.
+    let stores = open(dir.path(), 1 << 20);
+    let (mut log, mut sm) = (stores.log, stores.state_machine);
+    let entries = vec![set(1, "small".into(), vec![1; 127 << 10]), set(2, "large".into(), vec![2; 900 << 10])];
+    for entry in &entries {
+        log.blocking_append([entry.clone()]).await.expect("append");
+    }
+    sm.apply(entries).await.expect("apply");
+    assert_eq!(sm.reader().get("large").unwrap().map(|v| v.len()), Some(900 << 10));
+    assert_eq!(sm.applied_state().await.unwrap().0.map(|id| id.index), Some(2));
+}
