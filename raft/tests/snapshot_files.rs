@@ -1,5 +1,6 @@
-//! Snapshot files under concurrency and abandonment: the current snapshot stays readable while
-//! builds replace it, and a reception openraft abandons leaves no file behind.
+//! Snapshot files under concurrency, abandonment and loss: the current snapshot stays readable
+//! while builds replace it, a reception openraft abandons leaves no file behind, and a database
+//! restored without its snapshot files opens without a snapshot.
 
 use std::sync::Arc;
 
@@ -76,4 +77,25 @@ async fn an_abandoned_reception_leaves_no_file() {
         drop(data); // as openraft drops it when a newer snapshot begins or the leader changes
     }
     assert_eq!(snapshot_files(dir.path()), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restored_without_its_snapshot_files_opens_without_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let stores = open(dir.path());
+        let mut sm = stores.state_machine;
+        sm.apply((1..=60).map(set)).await.unwrap();
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert!(sm.get_current_snapshot().await.unwrap().is_some());
+    }
+    // As a restore of the database's own backup (`Db::backup_to`) would leave it.
+    for name in snapshot_files(dir.path()) {
+        std::fs::remove_file(dir.path().join("snapshots").join(name)).unwrap();
+    }
+    let stores = open(dir.path());
+    let mut sm = stores.state_machine;
+    assert!(sm.get_current_snapshot().await.unwrap().is_none());
+    assert_eq!(sm.applied_state().await.unwrap().0.map(|id| id.index), Some(60));
+    assert_eq!(sm.reader().for_each(|_, _| {}).unwrap(), 50);
 }
