@@ -52,6 +52,14 @@ fn unreachable<E: std::error::Error>(target: u64) -> RPCError<u64, BasicNode, E>
     RPCError::Unreachable(Unreachable::new(&error))
 }
 
+impl Connection {
+    /// The target's Raft handle, or unreachable if it is stopped.
+    #[allow(clippy::result_large_err)] // openraft's error type, as its RaftNetwork methods return it
+    fn target<E: std::error::Error>(&self) -> Result<Raft<TypeConfig>, RPCError<u64, BasicNode, E>> {
+        self.router.get(self.target).ok_or_else(|| unreachable(self.target))
+    }
+}
+
 impl RaftNetworkFactory<TypeConfig> for Router {
     type Network = Connection;
 
@@ -66,7 +74,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        let raft = self.router.get(self.target).ok_or_else(|| unreachable(self.target))?;
+        let raft = self.target()?;
         raft.append_entries(rpc).await.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
@@ -75,7 +83,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
-        let raft = self.router.get(self.target).ok_or_else(|| unreachable(self.target))?;
+        let raft = self.target()?;
         raft.install_snapshot(rpc).await.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
@@ -84,7 +92,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<u64>,
         _option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        let raft = self.router.get(self.target).ok_or_else(|| unreachable(self.target))?;
+        let raft = self.target()?;
         raft.vote(rpc).await.map_err(|e| RPCError::Network(NetworkError::new(&e)))
     }
 }

@@ -331,16 +331,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Err(write_error(error));
         }
         let log = names::keyspace(&self.db, &self.names.log).map_err(write_error)?;
-        let limit = names::batch_bytes(&self.db);
+        let mut cut = names::BatchCut::new(&self.db);
         let mut batches = vec![WriteBatch::new()];
-        let mut bytes = 0;
         for entry in entries {
             let value = names::encode_entry(&entry);
-            if bytes > 0 && bytes + value.len() > limit {
+            if cut.before(value.len()) {
                 batches.push(WriteBatch::new());
-                bytes = 0;
             }
-            bytes += value.len();
             if let Some(batch) = batches.last_mut() {
                 batch.insert_in(&log, index_key(entry.log_id.index), value);
             }

@@ -109,6 +109,29 @@ pub(crate) fn batch_bytes(db: &Db) -> usize {
     (4 << 20).min(db.log_capacity() / 8) as usize
 }
 
+/// Where a run of writes is cut into batches of at most [`batch_bytes`] (or one write alone):
+/// the one rule for appends, applies and snapshot fills.
+pub(crate) struct BatchCut {
+    limit: usize,
+    bytes: usize,
+}
+
+impl BatchCut {
+    pub fn new(db: &Db) -> BatchCut {
+        BatchCut { limit: batch_bytes(db), bytes: 0 }
+    }
+
+    /// Counts a write of `bytes`; whether the batch so far must go first.
+    pub fn before(&mut self, bytes: usize) -> bool {
+        let cut = self.bytes > 0 && self.bytes + bytes > self.limit;
+        if cut {
+            self.bytes = 0;
+        }
+        self.bytes += bytes;
+        cut
+    }
+}
+
 /// The removals one batch carries at most (a removal's redo is about its key and a header).
 pub(crate) fn removals_per_batch(db: &Db) -> usize {
     (batch_bytes(db) / 64).max(64)

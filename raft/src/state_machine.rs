@@ -177,12 +177,16 @@ impl StateMachine {
     /// once.
     async fn apply_entries(&mut self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>, Error> {
         let shared = &self.shared;
-        let generation = shared.state.lock().generation;
-        let limit = names::batch_bytes(&shared.db);
-        let mut membership = shared.state.lock().membership.clone();
+        let (generation, mut membership) = {
+            let state = shared.state.lock();
+            (state.generation, state.membership.clone())
+        };
+        // Applies and installs are never concurrent (openraft calls both through `&mut self`):
+        // the generation stays the same throughout.
+        let keyspace = names::keyspace(&shared.db, &shared.names.sm(generation))?;
+        let mut cut = names::BatchCut::new(&shared.db);
         let mut responses = Vec::with_capacity(entries.len());
         let mut batch = WriteBatch::new();
-        let mut bytes = 0;
         let mut applied = None;
         for entry in entries {
             let request = match &entry.payload {
@@ -197,25 +201,19 @@ impl StateMachine {
                 Ok(Some(Request::Delete { key })) => key.len(),
                 _ => 0,
             };
-            // The batch so far goes first if this entry would take it over the limit: a batch
-            // never holds more than the limit, or one entry alone.
-            if bytes > 0 && bytes + size > limit {
-                self.commit_apply(generation, std::mem::take(&mut batch), applied, &membership).await?;
-                bytes = 0;
+            // The batch so far goes first if this entry would take it over the limit.
+            if cut.before(size) {
+                self.commit_apply(&keyspace, std::mem::take(&mut batch), applied, &membership).await?;
             }
-            {
-                let keyspace = names::keyspace(&shared.db, &shared.names.sm(generation))?;
-                match request {
-                    Ok(Some(Request::Set { key, value })) => {
-                        batch.insert_in(&keyspace, data_key(key), value);
-                    }
-                    Ok(Some(Request::Delete { key })) => {
-                        batch.remove_in(&keyspace, data_key(key));
-                    }
-                    _ => {}
+            match request {
+                Ok(Some(Request::Set { key, value })) => {
+                    batch.insert_in(&keyspace, data_key(key), value);
                 }
+                Ok(Some(Request::Delete { key })) => {
+                    batch.remove_in(&keyspace, data_key(key));
+                }
+                _ => {}
             }
-            bytes += size;
             responses.push(match request {
                 Err(reason) => Response::Refused { reason },
                 Ok(_) => Response::Applied,
@@ -226,7 +224,7 @@ impl StateMachine {
             applied = Some(entry.log_id);
         }
         if applied.is_some() {
-            self.commit_apply(generation, batch, applied, &membership).await?;
+            self.commit_apply(&keyspace, batch, applied, &membership).await?;
         }
         Ok(responses)
     }
@@ -234,17 +232,14 @@ impl StateMachine {
     /// Writes an apply batch with the applied log id and membership it brings the state to.
     async fn commit_apply(
         &self,
-        generation: u64,
+        keyspace: &mtrdb::Keyspace<'_>,
         mut batch: WriteBatch,
         applied: Option<LogId<u64>>,
         membership: &StoredMembership<u64, BasicNode>,
     ) -> Result<(), Error> {
         let shared = &self.shared;
-        {
-            let keyspace = names::keyspace(&shared.db, &shared.names.sm(generation))?;
-            batch.insert_in(&keyspace, sm::APPLIED, names::encode(&applied));
-            batch.insert_in(&keyspace, sm::MEMBERSHIP, names::encode(membership));
-        }
+        batch.insert_in(keyspace, sm::APPLIED, names::encode(&applied));
+        batch.insert_in(keyspace, sm::MEMBERSHIP, names::encode(membership));
         write_off_runtime(&shared.db, batch, Durability::Eventual).await?;
         let mut state = shared.state.lock();
         state.applied = applied;
@@ -458,15 +453,12 @@ impl Shared {
             self.db.drop_keyspace(&target)?;
         }
         let keyspace = names::keyspace(&self.db, &target)?;
-        let limit = names::batch_bytes(&self.db);
+        let mut cut = names::BatchCut::new(&self.db);
         let mut batch = WriteBatch::new();
-        let mut bytes = 0;
         while let Some((key, value)) = reader.next_record()? {
-            if bytes > 0 && bytes + key.len() + value.len() > limit {
+            if cut.before(key.len() + value.len()) {
                 self.db.write_with(std::mem::take(&mut batch), Durability::Eventual)?;
-                bytes = 0;
             }
-            bytes += key.len() + value.len();
             batch.insert_in(&keyspace, data_key(&key), &value);
         }
         batch.insert_in(&keyspace, sm::APPLIED, names::encode(&meta.last_log_id));

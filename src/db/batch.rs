@@ -268,7 +268,10 @@ impl Inner {
                 None => false,
                 Some(Durability::Immediate) => true,
                 Some(Durability::Eventual) => {
-                    self.eventual_writes.store(true, std::sync::atomic::Ordering::Relaxed);
+                    // Read first: a store on every commit would bounce the cache line.
+                    if !self.eventual_writes.load(std::sync::atomic::Ordering::Relaxed) {
+                        self.eventual_writes.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     self.log.unflushed_bytes() >= EVENTUAL_FLUSH_BYTES
                 }
             };
