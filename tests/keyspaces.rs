@@ -218,9 +218,10 @@ fn a_data_file_of_another_format_version_is_refused_by_name() {
     bytes[40..44].copy_from_slice(&1u32.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
     match Db::open_with(dir.path(), small_options()) {
-        Err(error @ Error::FormatVersion { found: 1, supported: 2, .. }) => {
+        Err(error @ Error::FormatVersion { found: 1, supported: mtrdb::page::FORMAT_VERSION, .. }) => {
             let message = error.to_string();
-            assert!(message.contains("version 1") && message.contains("version 2"), "{message}");
+            let supported = format!("version {}", mtrdb::page::FORMAT_VERSION);
+            assert!(message.contains("version 1") && message.contains(&supported), "{message}");
         }
         Err(other) => panic!("expected FormatVersion, got {other}"),
         Ok(_) => panic!("a version 1 file was opened"),
